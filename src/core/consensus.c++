@@ -1,0 +1,1071 @@
+// keel: the consensus module. Section numbers cite the Raft paper (Ongaro and Ousterhout,
+// "In Search of an Understandable Consensus Algorithm", 2014) and, where marked "diss.", the
+// dissertation ("Consensus: Bridging Theory and Practice", 2014).
+#include <keel/consensus.h>
+
+#include "faults.h"
+#include "outbox.h"
+#include "raft-log.h"
+#include "tracker.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace keel {
+
+namespace {
+
+// splitmix64: small, fast and good enough to spread election timeouts.
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+};
+
+// Read states handed out per Ready are bounded by the caps below only for committed entries;
+// a Ready carries at most this much payload of committed entries (the rest waits).
+constexpr uint64_t kMaxCommittedBytesPerReady = 32u << 20;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+class Consensus::Impl {
+ public:
+  Impl(const Config& config, const Log& log);
+
+  // Input
+  void tick();
+  void step(const Message& m);
+  Result propose(Bytes data, EntryType type);
+  Result proposeMembership(std::span<const MembershipChange> changes);
+  Result readIndex(NodeId from, uint64_t context);
+  Result transferLeadership(NodeId to);
+  enum class Campaign : uint8_t { PreElection, Election, Transfer };
+  void campaign(Campaign kind);
+
+  // Output
+  bool hasReady() const;
+  const Ready& ready();
+  void advance();
+
+  // State, read by Consensus's accessors.
+  Config cfg_;
+  const Log& storage_;
+  RaftLog log_;
+  Term term_;
+  NodeId vote_;
+  NodeId leader_;
+  Role role_ = Role::Follower;
+  Index applied_;
+  Membership membership_;
+  std::vector<Peer> peers_;  // every member, this node included, sorted by id
+  NodeId transferTarget_;
+
+ private:
+  Peer* peer(NodeId id);
+  Peer& self() { return *peer(cfg_.id); }
+  bool promotable() const { return membership_.isVoter(cfg_.id); }
+  bool committedInTerm() const { return log_.term(log_.committed) == term_; }
+  void resetPeers();
+  void resetRandomizedTimeout();
+
+  // Role changes (§5.2)
+  void becomeFollower(Term term, NodeId leader);
+  void becomePreCandidate();
+  void becomeCandidate();
+  void becomeLeader();
+  void poll(NodeId from, bool granted);
+
+  // Per role
+  void stepLeader(const Message& m);
+  void stepCandidate(const Message& m);
+  void stepFollower(const Message& m);
+  void handleVoteRequest(const Message& m);
+  void handleAppend(const Message& m);
+  void handleHeartbeat(const Message& m);
+  void handleSnapshot(const Message& m);
+  void handleAppendResponse(Peer& pr, const Message& m);
+
+  // Leader's replication
+  Message& send(MessageType type, NodeId to);
+  bool sendAppend(Peer& pr, bool allowEmpty);
+  void sendHeartbeat(Peer& pr, uint64_t context);
+  void broadcastAppend();
+  void broadcastHeartbeat(uint64_t context);
+  bool maybeCommit();
+  bool appendLeaderEntry(EntryType type, Bytes data);
+  void abortTransfer() { transferTarget_ = kNoNode; }
+
+  // Reads (§6.4)
+  struct PendingRead {
+    uint64_t context;
+    Index index;
+    uint64_t round;
+    NodeId from;
+  };
+  void answerRead(NodeId from, uint64_t context, Index index);
+  void releaseReads();
+  void startReadsWaitingForCommit();
+
+  // Membership (§6)
+  void applyMembership(const Membership& m);
+
+  Rng rng_;
+  uint32_t electionElapsed_ = 0;
+  uint32_t heartbeatElapsed_ = 0;
+  uint32_t randomizedElectionTimeout_ = 0;
+  Index pendingMembershipIndex_;  // the last membership entry this leader appended
+  uint64_t uncommittedBytes_ = 0;
+  bool broadcastPending_ = false;  // proposals wait for one batched Append per follower
+
+  std::vector<PendingRead> reads_;       // reads waiting for their heartbeat round
+  size_t readsHead_ = 0;
+  std::vector<PendingRead> readsWaitingForCommit_;  // reads before the leader's first commit
+  uint64_t readRound_ = 0;         // last round started
+  uint64_t readRoundSent_ = 0;     // last round broadcast
+  std::vector<ReadState> readStates_[2];
+
+  Outbox now_[2];      // messages that need nothing persisted first
+  Outbox after_[2];    // messages that must wait until the Ready's writes are durable
+  int cur_ = 0;        // which of the pairs above collects new output
+
+  HardState prevHardState_;
+  std::vector<Entry> committedBuf_;
+  Ready ready_;
+  bool readyOutstanding_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+Consensus::Impl::Impl(const Config& config, const Log& log)
+    : cfg_(config), storage_(log), log_(log), rng_{config.seed ^ (config.id.value * 0x2545f4914f6cdd1dull)} {
+  if (auto err = cfg_.validate(); !err.empty()) throw std::invalid_argument("keel::Config: " + err);
+  HardState hs = log.hardState();
+  SnapshotMeta snap = log.snapshotMeta();
+  if (auto err = snap.membership.validate(); !err.empty())
+    throw std::invalid_argument("keel::Consensus: the log's snapshot has no usable membership (" + err +
+                                "); a new cluster starts from a log holding its initial membership");
+  if (hs.commit > log.lastIndex() || hs.commit < snap.index)
+    throw std::invalid_argument("keel::Consensus: the log's commit index " + toString(hs.commit) +
+                                " is outside its entries " + toString(snap.index) + ".." + toString(log.lastIndex()));
+  term_ = hs.term;
+  vote_ = hs.vote;
+  log_.committed = hs.commit;
+  prevHardState_ = hs;
+  membership_ = snap.membership;
+  applied_ = snap.index;
+  // A state machine that kept its state across the restart: replay the membership entries up
+  // to what it applied, so that the configuration is the one as of `applied`.
+  Index applied = std::min(cfg_.applied, hs.commit);
+  if (applied > applied_) {
+    std::vector<Entry> es;
+    log_.entries(applied_.next(), applied.next(), ~uint64_t{0}, es);
+    for (const Entry& e : es) {
+      Membership m;
+      if (e.type == EntryType::Membership && Membership::decode(e.data.view(), m)) membership_ = std::move(m);
+    }
+    applied_ = applied;
+  }
+  resetPeers();
+  becomeFollower(term_, kNoNode);
+}
+
+Peer* Consensus::Impl::peer(NodeId id) {
+  for (Peer& p : peers_)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+void Consensus::Impl::resetPeers() {
+  std::vector<NodeId> ids = membership_.members();
+  std::vector<Peer> next;
+  next.reserve(ids.size());
+  for (NodeId id : ids) {
+    Peer* old = peer(id);
+    next.push_back(old ? std::move(*old) : Peer(id, cfg_.maxInflightMessages));
+    if (!old) {
+      next.back().next = log_.lastIndex().next();
+      next.back().recentActive = true;  // a new member gets an election timeout's grace
+    }
+  }
+  peers_ = std::move(next);
+}
+
+void Consensus::Impl::resetRandomizedTimeout() {
+  randomizedElectionTimeout_ = cfg_.electionTicks + uint32_t(rng_.next() % cfg_.electionTicks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role changes
+
+void Consensus::Impl::becomeFollower(Term term, NodeId leader) {
+  if (term != term_) {
+    term_ = term;
+    vote_ = kNoNode;
+  }
+  role_ = Role::Follower;
+  leader_ = leader;
+  electionElapsed_ = 0;
+  heartbeatElapsed_ = 0;
+  resetRandomizedTimeout();
+  abortTransfer();
+  reads_.clear();
+  readsHead_ = 0;
+  readsWaitingForCommit_.clear();
+  broadcastPending_ = false;
+}
+
+void Consensus::Impl::becomePreCandidate() {
+  // §9.6 (diss.): a pre-vote changes neither term nor vote.
+  role_ = Role::PreCandidate;
+  leader_ = kNoNode;
+  electionElapsed_ = 0;
+  resetRandomizedTimeout();
+  for (Peer& p : peers_) p.vote = Peer::Vote::None;
+}
+
+void Consensus::Impl::becomeCandidate() {
+  // §5.2: "To begin an election, a follower increments its current term and transitions to
+  // candidate state. It then votes for itself".
+  becomeFollower(term_.next(), kNoNode);
+  role_ = Role::Candidate;
+  vote_ = cfg_.id;
+  for (Peer& p : peers_) p.vote = Peer::Vote::None;
+}
+
+void Consensus::Impl::becomeLeader() {
+  role_ = Role::Leader;
+  leader_ = cfg_.id;
+  electionElapsed_ = 0;
+  heartbeatElapsed_ = 0;
+  abortTransfer();
+  uncommittedBytes_ = 0;
+  readRound_ = readRoundSent_ = 0;
+  Index next = log_.lastIndex().next();
+  for (Peer& p : peers_) {
+    p.match = Index{};
+    p.next = next;
+    p.state = Progress::State::Probe;
+    p.probeSent = false;
+    p.pendingSnapshot = Index{};
+    p.inflights.reset();
+    p.recentActive = true;
+    p.readAck = 0;
+  }
+  self().match = log_.stableIndex();
+  // §5.4.2 and §8: a leader commits entries of earlier terms only by committing one of its
+  // own, so it appends a no-op at the start of its term. No membership change may be
+  // proposed before that entry is applied (a leader appends no configuration entry before
+  // committing one of its own term, diss. §4.1 as corrected in 2015).
+  appendLeaderEntry(EntryType::Normal, Bytes());
+  pendingMembershipIndex_ = log_.lastIndex();
+  broadcastAppend();
+}
+
+void Consensus::Impl::campaign(Campaign kind) {
+  if (!promotable()) return;
+  if (role_ == Role::Leader && kind != Campaign::Transfer) return;
+  if (kind == Campaign::PreElection && !cfg_.preVote) kind = Campaign::Election;
+  bool pre = kind == Campaign::PreElection;
+  if (pre) {
+    becomePreCandidate();
+  } else {
+    becomeCandidate();
+  }
+  // Votes requested in term `t`: the pre-vote asks about the term it would use.
+  Term t = pre ? term_.next() : term_;
+  poll(cfg_.id, true);
+  if (role_ == Role::Leader || (pre && role_ != Role::PreCandidate)) return;  // won alone
+  for (const Peer& p : peers_) {
+    if (p.id == cfg_.id || !membership_.isVoter(p.id)) continue;
+    Message& m = send(pre ? MessageType::PreVote : MessageType::Vote, p.id);
+    m.term = t;
+    m.index = log_.lastIndex();
+    m.logTerm = log_.lastTerm();
+    m.transfer = kind == Campaign::Transfer;
+  }
+}
+
+void Consensus::Impl::poll(NodeId from, bool granted) {
+  if (Peer* p = peer(from); p && p->vote == Peer::Vote::None)
+    p->vote = granted ? Peer::Vote::Granted : Peer::Vote::Rejected;
+  VoteResult r = Quorum::vote(membership_, [&](NodeId id) { return peer(id)->vote; });
+  if (r == VoteResult::Won) {
+    if (role_ == Role::PreCandidate) {
+      campaign(Campaign::Election);
+    } else {
+      becomeLeader();
+    }
+  } else if (r == VoteResult::Lost) {
+    becomeFollower(term_, kNoNode);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+void Consensus::Impl::tick() {
+  electionElapsed_++;
+  if (role_ != Role::Leader) {
+    if (promotable() && electionElapsed_ >= randomizedElectionTimeout_) {
+      electionElapsed_ = 0;
+      campaign(Campaign::PreElection);
+    }
+    return;
+  }
+  heartbeatElapsed_++;
+  for (Peer& p : peers_)
+    if (p.state == Progress::State::Snapshot) p.snapshotTicks++;
+  if (electionElapsed_ >= cfg_.electionTicks) {
+    electionElapsed_ = 0;
+    // §6.2 (diss.): "a leader steps down if an election timeout elapses without a successful
+    // round of heartbeats to a majority of its cluster".
+    if (cfg_.checkQuorum) {
+      VoteResult r = Quorum::vote(membership_, [&](NodeId id) {
+        return id == cfg_.id || peer(id)->recentActive ? Peer::Vote::Granted : Peer::Vote::Rejected;
+      });
+      for (Peer& p : peers_) p.recentActive = false;
+      if (r != VoteResult::Won) {
+        becomeFollower(term_, kNoNode);
+        return;
+      }
+    }
+    // §3.10 (diss.): a transfer that did not finish within an election timeout is abandoned.
+    abortTransfer();
+  }
+  if (heartbeatElapsed_ >= cfg_.heartbeatTicks) {
+    heartbeatElapsed_ = 0;
+    broadcastHeartbeat(readRound_);
+    readRoundSent_ = readRound_;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+void Consensus::Impl::step(const Message& m) {
+  if (m.to != cfg_.id)
+    throw std::invalid_argument("keel::Consensus::step: message for " + toString(m.to) + " delivered to " +
+                                toString(cfg_.id));
+  if (m.from == cfg_.id || !m.from) return;
+  bool voteRequest = m.type == MessageType::Vote || m.type == MessageType::PreVote;
+
+  if (m.term > term_) {
+    if (voteRequest) {
+      // §4.2.3 (diss.): a server that heard from a current leader within the minimum election
+      // timeout does not grant a vote or raise its term (unless leadership is being
+      // transferred to the candidate).
+      bool inLease = cfg_.checkQuorum && leader_ && electionElapsed_ < cfg_.electionTicks;
+      if (inLease && !m.transfer) return;
+    }
+    if (m.type == MessageType::PreVote) {
+      // Not a reason to change our term.
+    } else if (m.type == MessageType::PreVoteResponse && !m.reject) {
+      // A grant carries the term we would campaign in; ours stays.
+    } else if (m.type == MessageType::Append || m.type == MessageType::Heartbeat ||
+               m.type == MessageType::Snapshot) {
+      becomeFollower(m.term, m.from);
+    } else {
+      // §5.1: "If a server receives a request with a stale term ... If RPC request or
+      // response contains term T > currentTerm: set currentTerm = T, convert to follower".
+      becomeFollower(m.term, kNoNode);
+    }
+  } else if (m.term < term_) {
+    if ((cfg_.checkQuorum || cfg_.preVote) &&
+        (m.type == MessageType::Append || m.type == MessageType::Heartbeat)) {
+      // A deposed leader (or one cut off by a partition) learns our term from this answer and
+      // steps down; otherwise, with pre-vote or check-quorum, it might never find out.
+      Message& r = send(MessageType::AppendResponse, m.from);
+      r.term = term_;
+    } else if (m.type == MessageType::PreVote) {
+      Message& r = send(MessageType::PreVoteResponse, m.from);
+      r.term = term_;
+      r.reject = true;
+    }
+    return;  // §5.1: a request with a stale term is rejected; a stale response is ignored
+  }
+
+  if (voteRequest) {
+    handleVoteRequest(m);
+    return;
+  }
+  switch (role_) {
+    case Role::Leader: stepLeader(m); break;
+    case Role::Candidate:
+    case Role::PreCandidate: stepCandidate(m); break;
+    case Role::Follower: stepFollower(m); break;
+  }
+}
+
+void Consensus::Impl::handleVoteRequest(const Message& m) {
+  bool pre = m.type == MessageType::PreVote;
+  // §5.2: at most one vote per term, first come first served; a repeated request from the
+  // candidate we voted for is granted again. A pre-vote for a later term commits to nothing.
+  bool canVote = vote_ == m.from || (!vote_ && !leader_) || (pre && m.term > term_);
+  bool upToDate = log_.isUpToDate(m.index, m.logTerm);  // §5.4.1
+  KEEL_FAULT_IF(Fault::GrantAnyVote, { canVote = upToDate = true; });
+  MessageType rt = pre ? MessageType::PreVoteResponse : MessageType::VoteResponse;
+  Message& r = send(rt, m.from);
+  if (canVote && upToDate) {
+    r.term = m.term;
+    if (!pre) {
+      electionElapsed_ = 0;
+      vote_ = m.from;
+    }
+  } else {
+    r.term = term_;
+    r.reject = true;
+  }
+}
+
+void Consensus::Impl::stepFollower(const Message& m) {
+  switch (m.type) {
+    case MessageType::Append:
+      electionElapsed_ = 0;
+      leader_ = m.from;
+      handleAppend(m);
+      break;
+    case MessageType::Heartbeat:
+      electionElapsed_ = 0;
+      leader_ = m.from;
+      handleHeartbeat(m);
+      break;
+    case MessageType::Snapshot:
+      electionElapsed_ = 0;
+      leader_ = m.from;
+      handleSnapshot(m);
+      break;
+    case MessageType::TimeoutNow:
+      // §3.10 (diss.): the transfer target starts an election at once, skipping the pre-vote.
+      campaign(Campaign::Transfer);
+      break;
+    case MessageType::ReadIndexResponse:
+      if (!m.reject) {
+        log_.committed = std::max(log_.committed, std::min(m.commit, log_.lastIndex()));
+        readStates_[cur_].push_back(ReadState{m.index, m.context});
+      }
+      break;
+    case MessageType::ReadIndex:
+      // A follower that is asked to forward a read knows no better than to refuse it.
+      {
+        Message& r = send(MessageType::ReadIndexResponse, m.from);
+        r.term = term_;
+        r.context = m.context;
+        r.reject = true;
+      }
+      break;
+    default: break;  // responses meant for another role: stale
+  }
+}
+
+void Consensus::Impl::stepCandidate(const Message& m) {
+  switch (m.type) {
+    case MessageType::Append:
+    case MessageType::Heartbeat:
+    case MessageType::Snapshot:
+      // §5.2: "If the AppendEntries RPC is from another server claiming to be leader whose
+      // term is at least as large as the candidate's current term, then the candidate
+      // recognizes the leader as legitimate and returns to follower state."
+      becomeFollower(m.term, m.from);
+      stepFollower(m);
+      break;
+    case MessageType::PreVoteResponse:
+      if (role_ == Role::PreCandidate) poll(m.from, !m.reject);
+      break;
+    case MessageType::VoteResponse:
+      if (role_ == Role::Candidate) poll(m.from, !m.reject);
+      break;
+    default: break;
+  }
+}
+
+void Consensus::Impl::handleAppend(const Message& m) {
+  Message& r = send(MessageType::AppendResponse, m.from);
+  r.term = term_;
+  if (m.index < log_.committed) {
+    // Already committed here: tell the leader where we are.
+    r.index = log_.committed;
+    return;
+  }
+  // §5.3: "Reply false if log doesn't contain an entry at prevLogIndex whose term matches
+  // prevLogTerm".
+  if (log_.matchTerm(m.index, m.logTerm)) {
+    log_.appendFollower(m.entries);
+    Index lastNew = m.index + m.entries.size();
+    // §5.3: "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last
+    // new entry)".
+    Index commit = std::min(m.commit, lastNew);
+    if (commit > log_.committed) log_.committed = commit;
+    r.index = lastNew;
+    return;
+  }
+  // Fast back-off: the last entry whose term is at most the leader's prevLogTerm is the best
+  // guess of where our logs agree (§5.3's optimisation, as etcd-io/raft does it).
+  auto [hintIndex, hintTerm] = log_.findConflictByTerm(std::min(m.index, log_.lastIndex()), m.logTerm);
+  r.reject = true;
+  r.index = m.index;
+  r.hintIndex = hintIndex;
+  r.hintTerm = hintTerm;
+}
+
+void Consensus::Impl::handleHeartbeat(const Message& m) {
+  // The leader sends min(its commit, our match), so this never passes what we hold.
+  Index commit = std::min(m.commit, log_.lastIndex());
+  if (commit > log_.committed) log_.committed = commit;
+  Message& r = send(MessageType::HeartbeatResponse, m.from);
+  r.term = term_;
+  r.context = m.context;
+}
+
+void Consensus::Impl::handleSnapshot(const Message& m) {
+  Message& r = send(MessageType::AppendResponse, m.from);
+  r.term = term_;
+  if (!m.snapshot) {
+    r.index = log_.committed;
+    return;
+  }
+  const SnapshotMeta& s = m.snapshot->meta;
+  if (s.index <= log_.committed) {
+    r.index = log_.committed;
+    return;
+  }
+  if (log_.matchTerm(s.index, s.term)) {
+    // §7: "If existing log entry has same index and term as snapshot's last included entry,
+    // retain log entries following it and reply".
+    log_.committed = s.index;
+    r.index = log_.lastIndex();
+    return;
+  }
+  // §7: "Discard the entire log ... Reset state machine using snapshot contents".
+  log_.restore(m.snapshot);
+  r.index = s.index;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader
+
+void Consensus::Impl::stepLeader(const Message& m) {
+  Peer* pr = peer(m.from);
+  switch (m.type) {
+    case MessageType::AppendResponse:
+      if (pr) {
+        pr->recentActive = true;
+        handleAppendResponse(*pr, m);
+      }
+      break;
+    case MessageType::HeartbeatResponse:
+      if (!pr) break;
+      pr->recentActive = true;
+      pr->probeSent = false;
+      if (pr->state == Progress::State::Snapshot && pr->snapshotTicks >= 2 * cfg_.electionTicks) {
+        pr->becomeProbe();  // the snapshot was lost or refused: try again from a probe
+      }
+      if (pr->match < log_.lastIndex()) sendAppend(*pr, true);
+      if (m.context > pr->readAck) {
+        pr->readAck = m.context;
+        releaseReads();
+      }
+      break;
+    case MessageType::ReadIndex:
+      if (pr) readIndex(m.from, m.context);
+      break;
+    default: break;
+  }
+}
+
+void Consensus::Impl::handleAppendResponse(Peer& pr, const Message& m) {
+  if (m.reject) {
+    Index hint = m.hintIndex;
+    if (m.hintTerm > Term{}) hint = log_.findConflictByTerm(m.hintIndex, m.hintTerm).first;
+    if (pr.maybeDecrTo(m.index, hint)) {
+      if (pr.state == Progress::State::Replicate) pr.becomeProbe();
+      sendAppend(pr, true);
+    }
+    return;
+  }
+  bool wasPaused = pr.paused();
+  if (!pr.maybeUpdate(m.index)) {
+    if (wasPaused && !pr.paused()) sendAppend(pr, false);
+    return;
+  }
+  switch (pr.state) {
+    case Progress::State::Probe: pr.becomeReplicate(); break;
+    case Progress::State::Snapshot:
+      if (pr.match >= pr.pendingSnapshot) pr.becomeProbe();
+      break;
+    case Progress::State::Replicate: pr.inflights.freeLE(m.index); break;
+  }
+  if (maybeCommit()) {
+    startReadsWaitingForCommit();
+  }
+  // Keep the pipeline full (§10.2.2 diss.): send what the window now allows.
+  while (pr.next <= log_.lastIndex() && sendAppend(pr, false)) {
+  }
+  if (pr.id == transferTarget_ && pr.match == log_.lastIndex()) {
+    Message& t = send(MessageType::TimeoutNow, pr.id);
+    t.term = term_;
+  }
+}
+
+Message& Consensus::Impl::send(MessageType type, NodeId to) {
+  bool after = type == MessageType::AppendResponse || type == MessageType::Vote ||
+               type == MessageType::VoteResponse;
+  KEEL_FAULT_IF(Fault::AckBeforePersist, { after = false; });
+  Message& m = (after ? after_[cur_] : now_[cur_]).add();
+  m.type = type;
+  m.from = cfg_.id;
+  m.to = to;
+  m.term = term_;
+  return m;
+}
+
+bool Consensus::Impl::sendAppend(Peer& pr, bool allowEmpty) {
+  if (pr.paused()) return false;
+  Index prev = pr.next.prev();
+  std::optional<Term> prevTerm = log_.term(prev);
+  if (!prevTerm) {
+    // §7: the entries the follower needs are compacted away: send the snapshot instead.
+    if (!pr.recentActive) return false;
+    auto snap = std::make_shared<Snapshot>(storage_.snapshot());
+    Message& m = send(MessageType::Snapshot, pr.id);
+    pr.becomeSnapshot(snap->meta.index);
+    m.snapshot = std::move(snap);
+    return false;
+  }
+  Index last = log_.lastIndex();
+  if (pr.next > last && !allowEmpty && pr.state == Progress::State::Replicate) return false;
+  Message& m = send(MessageType::Append, pr.id);
+  m.index = prev;
+  m.logTerm = *prevTerm;
+  m.commit = log_.committed;
+  log_.entries(pr.next, last.next(), cfg_.maxMessageBytes, m.entries);
+  if (!m.entries.empty()) {
+    Index sent = m.entries.back().index;
+    if (pr.state == Progress::State::Replicate) {
+      // Optimistically assume delivery: the pipeline of §10.2.2 (diss.).
+      pr.next = sent.next();
+      pr.inflights.add(sent);
+    } else {
+      pr.probeSent = true;
+    }
+  } else if (pr.state == Progress::State::Probe) {
+    pr.probeSent = true;
+  }
+  return !m.entries.empty();
+}
+
+void Consensus::Impl::sendHeartbeat(Peer& pr, uint64_t context) {
+  Message& m = send(MessageType::Heartbeat, pr.id);
+  // Never tell a follower to commit past what it is known to hold.
+  m.commit = std::min(pr.match, log_.committed);
+  m.context = context;
+}
+
+void Consensus::Impl::broadcastAppend() {
+  for (Peer& p : peers_)
+    if (p.id != cfg_.id) sendAppend(p, false);
+}
+
+void Consensus::Impl::broadcastHeartbeat(uint64_t context) {
+  for (Peer& p : peers_)
+    if (p.id != cfg_.id) sendHeartbeat(p, context);
+}
+
+bool Consensus::Impl::maybeCommit() {
+  Index q{Quorum::committed(membership_, [&](NodeId id) { return peer(id)->match.value; })};
+  if (q <= log_.committed) return false;
+  // §5.4.2: "Raft never commits log entries from previous terms by counting replicas. Only
+  // log entries from the leader's current term are committed by counting replicas".
+  bool ownTerm = log_.term(q) == term_;
+  KEEL_FAULT_IF(Fault::CommitPreviousTerm, { ownTerm = true; });
+  if (!ownTerm) return false;
+  log_.committed = q;
+  return true;
+}
+
+bool Consensus::Impl::appendLeaderEntry(EntryType type, Bytes data) {
+  Index index = log_.lastIndex().next();
+  uncommittedBytes_ += data.size();
+  log_.append(Entry{term_, index, type, std::move(data)});
+  broadcastPending_ = true;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client requests
+
+Result Consensus::Impl::propose(Bytes data, EntryType type) {
+  Result r;
+  if (role_ != Role::Leader) {
+    r.refusal = Refusal::NotLeader;
+    r.leader = leader_;
+    return r;
+  }
+  if (transferTarget_) {
+    r.refusal = Refusal::TransferInProgress;
+    return r;
+  }
+  if (data.size() > cfg_.maxEntryBytes) {
+    r.refusal = Refusal::TooLarge;
+    return r;
+  }
+  if (cfg_.maxUncommittedBytes && uncommittedBytes_ > 0 &&
+      uncommittedBytes_ + data.size() > cfg_.maxUncommittedBytes) {
+    r.refusal = Refusal::Dropped;
+    return r;
+  }
+  appendLeaderEntry(type, std::move(data));
+  r.leader = cfg_.id;
+  r.index = log_.lastIndex();
+  r.term = term_;
+  return r;
+}
+
+Result Consensus::Impl::proposeMembership(std::span<const MembershipChange> changes) {
+  Result r;
+  if (role_ != Role::Leader) {
+    r.refusal = Refusal::NotLeader;
+    r.leader = leader_;
+    return r;
+  }
+  if (pendingMembershipIndex_ > applied_ || membership_.joint()) {
+    r.refusal = Refusal::ChangePending;
+    return r;
+  }
+  std::vector<NodeId> voters = membership_.voters, learners = membership_.learners;
+  auto erase = [](std::vector<NodeId>& v, NodeId id) { v.erase(std::remove(v.begin(), v.end(), id), v.end()); };
+  auto insert = [](std::vector<NodeId>& v, NodeId id) {
+    auto it = std::lower_bound(v.begin(), v.end(), id);
+    if (it == v.end() || *it != id) v.insert(it, id);
+  };
+  for (const MembershipChange& c : changes) {
+    if (!c.node) {
+      r.refusal = Refusal::InvalidChange;
+      return r;
+    }
+    switch (c.kind) {
+      case MembershipChange::Kind::AddVoter:
+        erase(learners, c.node);
+        insert(voters, c.node);
+        break;
+      case MembershipChange::Kind::AddLearner:
+        if (std::binary_search(voters.begin(), voters.end(), c.node)) {
+          r.refusal = Refusal::InvalidChange;  // demoting a voter: remove it, then add it back
+          return r;
+        }
+        insert(learners, c.node);
+        break;
+      case MembershipChange::Kind::Remove:
+        erase(voters, c.node);
+        erase(learners, c.node);
+        break;
+    }
+  }
+  Membership target;
+  target.learners = learners;
+  target.voters = voters;
+  if (voters != membership_.voters) target.outgoing = membership_.voters;  // §6: joint first
+  if (voters.empty() || !target.validate().empty()) {
+    r.refusal = Refusal::InvalidChange;
+    return r;
+  }
+  r = propose(target.encode(), EntryType::Membership);
+  if (r.ok()) pendingMembershipIndex_ = r.index;
+  return r;
+}
+
+Result Consensus::Impl::readIndex(NodeId from, uint64_t context) {
+  Result r;
+  if (role_ != Role::Leader) {
+    if (role_ == Role::Follower && leader_) {
+      // §6.4: a follower asks the leader for its commit index.
+      Message& m = send(MessageType::ReadIndex, leader_);
+      m.context = context;
+      r.leader = leader_;
+      return r;
+    }
+    r.refusal = Refusal::NotLeader;
+    r.leader = leader_;
+    return r;
+  }
+  r.leader = cfg_.id;
+  PendingRead pr{context, log_.committed, 0, from};
+  // §6.4 step 1: the leader must have committed an entry of its term to know the commit index.
+  if (!committedInTerm()) {
+    readsWaitingForCommit_.push_back(pr);
+    return r;
+  }
+  bool alone = membership_.voters.size() == 1 && !membership_.joint() && membership_.isVoter(cfg_.id);
+  bool lease = cfg_.readMode == ReadMode::Lease;
+  KEEL_FAULT_IF(Fault::ReadWithoutQuorum, { lease = true; });
+  if (alone || lease) {
+    answerRead(from, context, pr.index);
+    return r;
+  }
+  // §6.4 step 3: a round of heartbeats confirms we are still the leader. Every read asked
+  // for before the next broadcast shares that round.
+  if (readRound_ == readRoundSent_) ++readRound_;
+  pr.round = readRound_;
+  reads_.push_back(pr);
+  return r;
+}
+
+void Consensus::Impl::answerRead(NodeId from, uint64_t context, Index index) {
+  if (from == cfg_.id) {
+    readStates_[cur_].push_back(ReadState{index, context});
+    return;
+  }
+  Message& m = send(MessageType::ReadIndexResponse, from);
+  m.index = index;
+  m.context = context;
+  if (Peer* p = peer(from)) m.commit = std::min(p->match, log_.committed);
+}
+
+void Consensus::Impl::releaseReads() {
+  uint64_t acked = Quorum::committed(membership_, [&](NodeId id) {
+    return id == cfg_.id ? readRound_ : peer(id)->readAck;
+  });
+  while (readsHead_ < reads_.size() && reads_[readsHead_].round <= acked) {
+    const PendingRead& r = reads_[readsHead_++];
+    answerRead(r.from, r.context, r.index);
+  }
+  if (readsHead_ == reads_.size()) {
+    reads_.clear();
+    readsHead_ = 0;
+  }
+}
+
+void Consensus::Impl::startReadsWaitingForCommit() {
+  if (readsWaitingForCommit_.empty() || !committedInTerm()) return;
+  std::vector<PendingRead> waiting;
+  waiting.swap(readsWaitingForCommit_);
+  for (const PendingRead& w : waiting) readIndex(w.from, w.context);
+}
+
+Result Consensus::Impl::transferLeadership(NodeId to) {
+  Result r;
+  if (role_ != Role::Leader) {
+    r.refusal = Refusal::NotLeader;
+    r.leader = leader_;
+    return r;
+  }
+  r.leader = cfg_.id;
+  if (to == cfg_.id) return r;
+  Peer* pr = peer(to);
+  if (!pr || !membership_.isVoter(to)) {
+    r.refusal = Refusal::UnknownNode;
+    return r;
+  }
+  if (transferTarget_ == to) return r;
+  transferTarget_ = to;
+  electionElapsed_ = 0;  // the transfer has one election timeout to finish
+  if (pr->match == log_.lastIndex()) {
+    Message& t = send(MessageType::TimeoutNow, to);
+    t.term = term_;
+  } else {
+    sendAppend(*pr, true);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership
+
+void Consensus::Impl::applyMembership(const Membership& m) {
+  membership_ = m;
+  resetPeers();
+  if (role_ != Role::Leader) return;
+  if (m.joint() && pendingMembershipIndex_ <= applied_) {
+    // Leave the joint configuration as soon as it is applied (§6: C_old,new then C_new).
+    Membership leave;
+    leave.voters = m.voters;
+    leave.learners = m.learners;
+    appendLeaderEntry(EntryType::Membership, leave.encode());
+    pendingMembershipIndex_ = log_.lastIndex();
+    return;
+  }
+  if (!m.isVoter(cfg_.id)) {
+    // §6 (diss. §4.2.2): a leader that is not part of the new configuration steps down once
+    // that configuration is committed.
+    becomeFollower(term_, kNoNode);
+    return;
+  }
+  if (transferTarget_ && !m.isVoter(transferTarget_)) abortTransfer();
+  // New members start from a probe; a smaller quorum may commit at once.
+  maybeCommit();
+  broadcastPending_ = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ready / advance
+
+bool Consensus::Impl::hasReady() const {
+  if (readyOutstanding_) return false;
+  HardState hs{term_, vote_, log_.committed};
+  return hs != prevHardState_ || log_.hasUnstable() || now_[cur_].size() || after_[cur_].size() ||
+         !readStates_[cur_].empty() || log_.committed > applied_ || broadcastPending_ ||
+         (role_ == Role::Leader && readRound_ != readRoundSent_);
+}
+
+const Ready& Consensus::Impl::ready() {
+  if (readyOutstanding_) throw std::logic_error("keel::Consensus::ready: the previous Ready was not advanced");
+  if (role_ == Role::Leader) {
+    if (broadcastPending_) broadcastAppend();  // one Append per follower for the whole batch
+    if (readRound_ != readRoundSent_) {
+      broadcastHeartbeat(readRound_);
+      readRoundSent_ = readRound_;
+    }
+  }
+  broadcastPending_ = false;
+  ready_ = Ready{};
+  HardState hs{term_, vote_, log_.committed};
+  if (hs != prevHardState_) ready_.hardState = hs;
+  log_.handOff();
+  ready_.entries = log_.persistingEntries();
+  ready_.snapshot = log_.persistingSnapshot();
+  if (ready_.snapshot) {
+    applied_ = ready_.snapshot->meta.index;
+    applyMembership(ready_.snapshot->meta.membership);
+  }
+  committedBuf_.clear();
+  if (log_.committed > applied_) {
+    log_.entries(applied_.next(), log_.committed.next(), kMaxCommittedBytesPerReady, committedBuf_);
+    for (const Entry& e : committedBuf_) {
+      applied_ = e.index;
+      if (role_ == Role::Leader && e.term == term_)
+        uncommittedBytes_ -= std::min<uint64_t>(uncommittedBytes_, e.data.size());
+      Membership m;
+      if (e.type == EntryType::Membership && Membership::decode(e.data.view(), m)) applyMembership(m);
+    }
+  }
+  ready_.committed = committedBuf_;
+  ready_.messages = now_[cur_].span();
+  ready_.messagesAfterPersist = after_[cur_].span();
+  ready_.readStates = readStates_[cur_];
+  cur_ ^= 1;
+  readyOutstanding_ = true;
+  return ready_;
+}
+
+void Consensus::Impl::advance() {
+  if (!readyOutstanding_) throw std::logic_error("keel::Consensus::advance: no Ready outstanding");
+  int out = cur_ ^ 1;
+  if (ready_.hardState) prevHardState_ = *ready_.hardState;
+  log_.persisted();
+  now_[out].clear();
+  after_[out].clear();
+  readStates_[out].clear();
+  readyOutstanding_ = false;
+  ready_ = Ready{};
+  if (role_ == Role::Leader) {
+    // The leader's own entries count towards a majority once they are durable (§10.2.1 diss.).
+    Peer& me = self();
+    Index stable = log_.stableIndex();
+    if (stable > me.match) {
+      me.match = stable;
+      if (maybeCommit()) startReadsWaitingForCommit();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The public face
+
+Consensus::Consensus(const Config& config, const Log& log) : impl_(std::make_unique<Impl>(config, log)) {}
+Consensus::~Consensus() = default;
+
+void Consensus::tick() { impl_->tick(); }
+void Consensus::step(const Message& m) { impl_->step(m); }
+Result Consensus::propose(Bytes command) { return impl_->propose(std::move(command), EntryType::Normal); }
+Result Consensus::proposeMembership(std::span<const MembershipChange> c) { return impl_->proposeMembership(c); }
+Result Consensus::readIndex(uint64_t context) { return impl_->readIndex(impl_->cfg_.id, context); }
+Result Consensus::transferLeadership(NodeId to) { return impl_->transferLeadership(to); }
+void Consensus::campaign() { impl_->campaign(Impl::Campaign::PreElection); }
+bool Consensus::hasReady() const noexcept { return impl_->hasReady(); }
+const Ready& Consensus::ready() { return impl_->ready(); }
+void Consensus::advance() { impl_->advance(); }
+
+SnapshotMeta Consensus::snapshotMeta() const {
+  SnapshotMeta m;
+  m.index = impl_->applied_;
+  m.term = *impl_->log_.term(impl_->applied_);
+  m.membership = impl_->membership_;
+  return m;
+}
+
+NodeId Consensus::id() const noexcept { return impl_->cfg_.id; }
+Role Consensus::role() const noexcept { return impl_->role_; }
+Term Consensus::term() const noexcept { return impl_->term_; }
+NodeId Consensus::leader() const noexcept { return impl_->leader_; }
+NodeId Consensus::vote() const noexcept { return impl_->vote_; }
+Index Consensus::commitIndex() const noexcept { return impl_->log_.committed; }
+Index Consensus::appliedIndex() const noexcept { return impl_->applied_; }
+Index Consensus::lastIndex() const noexcept { return impl_->log_.lastIndex(); }
+Term Consensus::lastTerm() const noexcept { return impl_->log_.lastTerm(); }
+const Membership& Consensus::membership() const noexcept { return impl_->membership_; }
+NodeId Consensus::transferTarget() const noexcept { return impl_->transferTarget_; }
+
+std::optional<Progress> Consensus::progress(NodeId id) const {
+  if (impl_->role_ != Role::Leader) return std::nullopt;
+  for (const Peer& p : impl_->peers_) {
+    if (p.id != id) continue;
+    return Progress{p.state, p.match, p.next, p.inflights.count(), p.recentActive};
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and validation
+
+const char* toString(Role r) noexcept {
+  switch (r) {
+    case Role::Follower: return "follower";
+    case Role::PreCandidate: return "pre-candidate";
+    case Role::Candidate: return "candidate";
+    case Role::Leader: return "leader";
+  }
+  return "?";
+}
+
+const char* toString(Refusal r) noexcept {
+  switch (r) {
+    case Refusal::None: return "accepted";
+    case Refusal::NotLeader: return "not the leader";
+    case Refusal::TransferInProgress: return "leadership transfer in progress";
+    case Refusal::TooLarge: return "entry too large";
+    case Refusal::Dropped: return "dropped: too many uncommitted bytes";
+    case Refusal::ChangePending: return "a membership change is pending";
+    case Refusal::InvalidChange: return "invalid membership change";
+    case Refusal::UnknownNode: return "unknown node";
+    case Refusal::NotReady: return "leader not ready";
+  }
+  return "?";
+}
+
+const char* toString(Progress::State s) noexcept {
+  switch (s) {
+    case Progress::State::Probe: return "probe";
+    case Progress::State::Replicate: return "replicate";
+    case Progress::State::Snapshot: return "snapshot";
+  }
+  return "?";
+}
+
+std::string Config::validate() const {
+  if (!id) return "id must be a non-zero node id";
+  if (electionTicks < 2) return "electionTicks must be at least 2";
+  if (heartbeatTicks == 0) return "heartbeatTicks must be at least 1";
+  if (heartbeatTicks >= electionTicks) return "heartbeatTicks must be less than electionTicks";
+  if (maxInflightMessages == 0) return "maxInflightMessages must be at least 1";
+  if (maxMessageBytes == 0) return "maxMessageBytes must be at least 1";
+  if (readMode == ReadMode::Lease && !checkQuorum) return "lease reads require checkQuorum";
+  return {};
+}
+
+}  // namespace keel
