@@ -61,9 +61,10 @@ class Bytes {
   Bytes(const Bytes& o) noexcept : rep_(o.rep_) { if (rep_) ++rep_->refs; }
   Bytes(Bytes&& o) noexcept : rep_(o.rep_) { o.rep_ = nullptr; }
   Bytes& operator=(const Bytes& o) noexcept {
-    if (o.rep_) ++o.rep_->refs;
+    Rep* r = o.rep_;
+    if (r) ++r->refs;
     release();
-    rep_ = o.rep_;
+    rep_ = r;
     return *this;
   }
   Bytes& operator=(Bytes&& o) noexcept {

@@ -255,7 +255,7 @@ void Consensus::Impl::becomeLeader() {
     p.probeSent = false;
     p.pendingSnapshot = Index{};
     p.inflights.reset();
-    p.recentActive = true;
+    p.recentActive = p.id == cfg_.id;  // followers must show up within an election timeout
     p.readAck = 0;
   }
   self().match = log_.stableIndex();
@@ -892,7 +892,17 @@ void Consensus::Impl::applyMembership(const Membership& m) {
   }
   if (!m.isVoter(cfg_.id)) {
     // §6 (diss. §4.2.2): a leader that is not part of the new configuration steps down once
-    // that configuration is committed.
+    // that configuration is committed. It first tells the followers that it is committed, and
+    // hands leadership to the most up-to-date remaining voter so the cluster need not wait
+    // for an election timeout.
+    broadcastHeartbeat(readRound_);
+    Peer* best = nullptr;
+    for (Peer& p : peers_)
+      if (p.id != cfg_.id && m.isVoter(p.id) && (!best || p.match > best->match)) best = &p;
+    if (best && best->match == log_.lastIndex()) {
+      Message& t = send(MessageType::TimeoutNow, best->id);
+      t.term = term_;
+    }
     becomeFollower(term_, kNoNode);
     return;
   }

@@ -1,0 +1,215 @@
+// Basic behaviour of the consensus module on small clusters. The paper's rules, one test per
+// sentence, are in tests/scenario; these cover the plumbing around them.
+#include "cluster.h"
+
+#include <gtest/gtest.h>
+
+namespace keel::testing {
+namespace {
+
+TEST(Consensus, RejectsABadConfigWithAClearError) {
+  MemoryLog log(Membership{{NodeId{1}}, {}, {}});
+  Config c;  // no id
+  try {
+    Consensus node(c, log);
+    FAIL() << "expected an exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("id must be"), std::string::npos);
+  }
+  c.id = NodeId{1};
+  MemoryLog empty;  // no membership at all
+  EXPECT_THROW(Consensus(c, empty), std::invalid_argument);
+}
+
+TEST(Consensus, SingleNodeElectsItselfAndCommits) {
+  Cluster c(1);
+  c.elect(1);
+  EXPECT_EQ(c[1].role(), Role::Leader);
+  EXPECT_EQ(c[1].term(), Term{1});
+  Result r = c.propose(1, "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.index, Index{2});  // after the leader's no-op
+  c.pump();
+  EXPECT_EQ(c[1].commitIndex(), Index{2});
+  EXPECT_EQ(dataOf(c.node(1).applied), std::vector<std::string>{"x"});
+}
+
+TEST(Consensus, SingleNodeElectsItselfByTimeout) {
+  Cluster c(1);
+  EXPECT_EQ(c.electByTimeout(), NodeId{1});
+}
+
+TEST(Consensus, ThreeNodesReplicateAndApplyEverywhere) {
+  Cluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.propose(1, "v" + std::to_string(i)).ok());
+  c.pump();
+  c.tickAll();  // a heartbeat carries the commit index to the followers
+  c.pump();
+  for (uint64_t id = 1; id <= 3; ++id) {
+    EXPECT_EQ(c[id].commitIndex(), Index{11}) << id;
+    EXPECT_EQ(dataOf(c.node(id).applied).size(), 10u) << id;
+  }
+}
+
+TEST(Consensus, ProposalsOnAFollowerAreRefusedWithTheLeader) {
+  Cluster c(3);
+  c.elect(2);
+  Result r = c.propose(1, "x");
+  EXPECT_EQ(r.refusal, Refusal::NotLeader);
+  EXPECT_EQ(r.leader, NodeId{2});
+  EXPECT_STREQ(toString(r.refusal), "not the leader");
+}
+
+TEST(Consensus, LargeProposalsAreRefused) {
+  Cluster c(1, [](Config& cfg) { cfg.maxEntryBytes = 4; });
+  c.elect(1);
+  EXPECT_EQ(c.propose(1, "12345").refusal, Refusal::TooLarge);
+  EXPECT_TRUE(c.propose(1, "1234").ok());
+}
+
+TEST(Consensus, UncommittedBytesAreBounded) {
+  Cluster c(3, [](Config& cfg) { cfg.maxUncommittedBytes = 10; });
+  c.elect(1);
+  c.isolate(1);
+  EXPECT_TRUE(c.propose(1, "123456").ok());
+  EXPECT_EQ(c.propose(1, "123456").refusal, Refusal::Dropped);
+  c.heal();
+  c.tickAll();
+  c.pump();
+  EXPECT_TRUE(c.propose(1, "123456").ok());  // committed bytes no longer count
+}
+
+TEST(Consensus, LeaderFailoverKeepsCommittedEntries) {
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "a");
+  c.pump();
+  c.crash(1);
+  NodeId l = c.electByTimeout();
+  ASSERT_TRUE(l == NodeId{2} || l == NodeId{3});
+  c.propose(l.value, "b");
+  c.pump();
+  c.restart(1);
+  c.tickAll();
+  c.pump();
+  c.tickAll();
+  c.pump();
+  EXPECT_EQ(dataOf(c.node(1).applied), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(Consensus, ReadIndexOnLeaderAndFollower) {
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "a");
+  c.pump();
+  ASSERT_TRUE(c[1].readIndex(7).ok());
+  ASSERT_TRUE(c[2].readIndex(8).ok());
+  c.pump();
+  ASSERT_EQ(c.node(1).reads.size(), 1u);
+  EXPECT_EQ(c.node(1).reads[0].context, 7u);
+  EXPECT_EQ(c.node(1).reads[0].index, Index{2});
+  ASSERT_EQ(c.node(2).reads.size(), 1u);
+  EXPECT_EQ(c.node(2).reads[0].context, 8u);
+  EXPECT_EQ(c.node(2).reads[0].index, Index{2});
+  // The follower learned the commit index with the answer, so it can serve the read now.
+  EXPECT_GE(c[2].commitIndex(), Index{2});
+}
+
+TEST(Consensus, ReadIndexWithoutQuorumNeverAnswers) {
+  Cluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  ASSERT_TRUE(c[1].readIndex(1).ok());
+  c.pump();
+  EXPECT_TRUE(c.node(1).reads.empty());
+}
+
+TEST(Consensus, LeaseReadAnswersAtOnce) {
+  Cluster c(3, [](Config& cfg) { cfg.readMode = ReadMode::Lease; });
+  c.elect(1);
+  c.isolate(1);
+  ASSERT_TRUE(c[1].readIndex(1).ok());
+  c.pump();
+  EXPECT_EQ(c.node(1).reads.size(), 1u);
+}
+
+TEST(Consensus, CheckQuorumLeaderStepsDownWhenCutOff) {
+  Cluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  c.tick(1, 10);  // the followers answered the election: the first check passes
+  c.pump();
+  EXPECT_EQ(c[1].role(), Role::Leader);
+  c.tick(1, 10);  // a whole election timeout without hearing from anyone
+  c.pump();
+  EXPECT_EQ(c[1].role(), Role::Follower);
+}
+
+TEST(Consensus, StepRejectsAMessageForAnotherNode) {
+  Cluster c(3);
+  Message m;
+  m.from = NodeId{2};
+  m.to = NodeId{3};
+  EXPECT_THROW(c[1].step(m), std::invalid_argument);
+}
+
+TEST(Consensus, TransferLeadership) {
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "a");
+  c.pump();
+  ASSERT_TRUE(c[1].transferLeadership(NodeId{3}).ok());
+  EXPECT_EQ(c.propose(1, "b").refusal, Refusal::TransferInProgress);
+  c.pump();
+  EXPECT_EQ(c[3].role(), Role::Leader);
+  EXPECT_EQ(c[1].role(), Role::Follower);
+  EXPECT_EQ(c[3].transferLeadership(NodeId{9}).refusal, Refusal::UnknownNode);
+}
+
+TEST(Consensus, AddAndRemoveVotersThroughTheJointConfiguration) {
+  Cluster c({NodeId{1}, NodeId{2}, NodeId{3}, NodeId{4}}, Membership{{NodeId{1}, NodeId{2}, NodeId{3}}, {}, {}});
+  c.elect(1);
+  c.pump();
+  MembershipChange add{MembershipChange::Kind::AddVoter, NodeId{4}};
+  Result r = c[1].proposeMembership(std::span(&add, 1));
+  ASSERT_TRUE(r.ok()) << toString(r.refusal);
+  EXPECT_EQ(c[1].proposeMembership(std::span(&add, 1)).refusal, Refusal::ChangePending);
+  c.pump();
+  c.tickAll();
+  c.pump();
+  EXPECT_FALSE(c[1].membership().joint());
+  EXPECT_EQ(c[1].membership().voters.size(), 4u);
+  EXPECT_EQ(c[4].membership().voters.size(), 4u);
+  MembershipChange rm{MembershipChange::Kind::Remove, NodeId{1}};
+  ASSERT_TRUE(c[1].proposeMembership(std::span(&rm, 1)).ok());
+  c.pump();
+  c.tickAll();
+  c.pump();
+  EXPECT_EQ(c[1].role(), Role::Follower);  // the removed leader stepped down
+  EXPECT_FALSE(c[2].membership().isVoter(NodeId{1}));
+  c.crash(1);
+  NodeId l = c.electByTimeout();
+  EXPECT_TRUE(l && l != NodeId{1});
+}
+
+TEST(Consensus, SnapshotCatchesUpALaggingFollower) {
+  Cluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 20; ++i) c.propose(1, "v" + std::to_string(i));
+  c.pump();
+  c.compact(1);
+  EXPECT_GT(c.node(1).log->firstIndex(), Index{2});
+  c.heal();
+  c.tickAll();
+  c.pump();
+  c.tickAll();
+  c.pump();
+  EXPECT_EQ(c[3].commitIndex(), c[1].commitIndex());
+  EXPECT_EQ(c.node(3).log->snapshot().data.str(), "state@21");
+  EXPECT_EQ(c.node(3).appliedIndex, Index{21});
+}
+
+}  // namespace
+}  // namespace keel::testing
