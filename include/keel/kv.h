@@ -1,0 +1,190 @@
+// keel: KvStateMachine, the replicated key-value store, and its command encoding.
+//
+// WHAT IT IS
+//
+// An ordered map from byte-string keys to byte-string values with put, get, delete,
+// compare-and-set and range scan, plus client sessions that make writes exactly-once (Raft
+// dissertation §6.3): a client registers a session (through the log), numbers its writes, and
+// a write that is applied again (a client retry after a lost reply, a leader change) returns
+// the reply cached the first time instead of being applied twice.
+//
+// DETERMINISM
+//
+// Everything that changes state comes through apply(): the same commands in the same order
+// give the same state and the same replies on every replica. Sessions expire by a logical
+// clock carried in the commands (the leader stamps its wall-clock milliseconds into every
+// command it proposes, see stampClock), never by a replica's own clock: the state machine's
+// clock is the maximum stamp it has applied, and a session whose last command is older than
+// Options::sessionTimeoutMs by that clock is dropped. All replicas therefore expire the same
+// sessions at the same log index. Options must be the same on every replica.
+//
+// THE COMMAND ENCODING (little-endian; "varint" is unsigned LEB128; "bytes" is a varint
+// length followed by that many bytes)
+//
+//   command  = op:u8  clock:u64  client:varint  seq:varint  ack:varint  body
+//     op      Put=1, Delete=2, Cas=3, RegisterSession=4, Clock=5
+//     clock   the proposer's logical time in milliseconds (0: none); at a fixed offset (1) so
+//             that the leader can stamp it without decoding the rest
+//     client  the session's id (0: no session, the write is at-least-once)
+//     seq     the write's number in its session (from 1; any increasing numbering)
+//     ack     the client has received the replies of every seq < ack: their cached replies
+//             can go (this lets a client have several writes outstanding)
+//   body of Put     = key:bytes value:bytes
+//   body of Delete  = key:bytes
+//   body of Cas     = flags:u8 key:bytes [expected:bytes if flags&1] [value:bytes if flags&2]
+//                     expected absent means "the key must not exist"; value absent means
+//                     "delete the key when the comparison holds"
+//   body of RegisterSession, Clock = nothing
+//
+//   query    = op:u8 body          (read-only; answered by query())
+//     Get=16   body = key:bytes
+//     Scan=17  body = start:bytes end:bytes limit:varint
+//              the keys k with start <= k < end (end empty: no upper bound), in order,
+//              at most `limit` of them (0: kDefaultScanLimit)
+//
+//   reply    = status:u8 body
+//     Ok        Put: nothing; Delete: nothing; Cas: nothing; Get: value:bytes;
+//               Scan: count:varint (key:bytes value:bytes)* more:u8;
+//               RegisterSession: client:varint
+//     NotFound  Get and Delete of a missing key
+//     CompareFailed  Cas: present:u8 [current:bytes if present]
+//     SessionExpired the session is unknown (expired or never registered): the write was not
+//               applied; the client must register a new session
+//     Duplicate the write's seq is below the session's ack: its reply was already received
+//     BadRequest the bytes are not a command or query of this machine
+//
+// SNAPSHOTS
+//
+// snapshot() writes the whole state in chunks of Options::snapshotChunkBytes:
+//   magic "KEELKV01"  clock:u64
+//   sessions:varint  (client:varint lastActive:varint ack:varint replies:varint
+//                     (seq:varint reply:bytes)*)*
+//   pairs:varint (key:bytes value:bytes)*
+//   checksum:u64 (FNV-1a of everything before it)
+#pragma once
+
+#include <keel/state-machine.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace keel {
+namespace kv {
+
+enum class Op : uint8_t {
+  Put = 1,
+  Delete = 2,
+  Cas = 3,
+  RegisterSession = 4,
+  Clock = 5,
+  Get = 16,
+  Scan = 17,
+};
+
+enum class Status : uint8_t {
+  Ok = 0,
+  NotFound = 1,
+  CompareFailed = 2,
+  SessionExpired = 3,
+  Duplicate = 4,
+  BadRequest = 5,
+};
+const char* toString(Status s) noexcept;
+
+inline constexpr uint32_t kDefaultScanLimit = 1000;
+inline constexpr size_t kClockOffset = 1;  // where the u64 clock sits in a command
+
+// Where a write belongs in its client's session. client == 0: no session.
+struct SessionRef {
+  uint64_t client = 0;
+  uint64_t seq = 0;
+  uint64_t ack = 0;
+};
+
+// ---- Encoding of commands and queries ----
+std::string encodePut(SessionRef s, std::string_view key, std::string_view value);
+std::string encodeDelete(SessionRef s, std::string_view key);
+std::string encodeCas(SessionRef s, std::string_view key, std::optional<std::string_view> expected,
+                      std::optional<std::string_view> value);
+std::string encodeRegisterSession();
+// A command that only advances the clock (and so expires idle sessions).
+std::string encodeClock(uint64_t clockMs);
+std::string encodeGet(std::string_view key);
+std::string encodeScan(std::string_view start, std::string_view end, uint32_t limit = 0);
+
+// True when `command` looks like a KV command (op in range, long enough to hold a clock).
+bool isCommand(std::string_view command) noexcept;
+// Writes `clockMs` into a command in place. Returns false (changing nothing) when `data` is
+// not a command.
+bool stampClock(uint8_t* data, size_t size, uint64_t clockMs) noexcept;
+
+// A decoded reply. Which fields are set depends on the request; see the encoding above.
+struct Reply {
+  Status status = Status::BadRequest;
+  std::string value;                                  // Get; Cas failure: the current value
+  bool present = false;                               // Cas failure: whether the key exists
+  uint64_t client = 0;                                // RegisterSession
+  std::vector<std::pair<std::string, std::string>> pairs;  // Scan
+  bool more = false;                                  // Scan: the limit cut the range
+  bool ok() const noexcept { return status == Status::Ok; }
+};
+// False when `bytes` is not a reply to `request` (`op` is the request's op).
+bool decodeReply(Op op, std::string_view bytes, Reply& out);
+
+// ---- Encoding of replies (the state machine's side; public for other front ends) ----
+std::string replyStatus(Status s);
+
+}  // namespace kv
+
+class KvStateMachine final : public StateMachine {
+ public:
+  struct Options {
+    // A session with no command for this long, by the log's clock, expires.
+    uint64_t sessionTimeoutMs = 10 * 60 * 1000;
+    // At most this many sessions: registering one more expires the least recently active.
+    uint64_t maxSessions = 100000;
+    // Size of the chunks snapshot() writes.
+    size_t snapshotChunkBytes = 64 * 1024;
+  };
+
+  KvStateMachine() : KvStateMachine(Options{}) {}
+  explicit KvStateMachine(Options options);
+
+  std::string apply(Index index, std::string_view command) override;
+  std::string query(std::string_view request) const override;
+  void snapshot(SnapshotSink& sink) const override;
+  bool restore(std::string_view snapshot) override;
+
+  // ---- Inspection (tests, status) ----
+  size_t size() const noexcept { return data_.size(); }
+  size_t sessionCount() const noexcept { return sessions_.size(); }
+  bool hasSession(uint64_t client) const { return sessions_.count(client) != 0; }
+  uint64_t clock() const noexcept { return clock_; }
+  const std::map<std::string, std::string, std::less<>>& data() const noexcept { return data_; }
+
+ private:
+  struct Session {
+    uint64_t lastActive = 0;
+    uint64_t ack = 0;
+    std::map<uint64_t, std::string> replies;  // seq -> reply, for seq >= ack
+  };
+
+  std::string applyWrite(kv::Op op, std::string_view body, bool& ok);
+  void advanceClock(uint64_t clockMs);
+  void touch(uint64_t client, Session& s);
+  void expireSessions();
+
+  Options options_;
+  std::map<std::string, std::string, std::less<>> data_;
+  std::map<uint64_t, Session> sessions_;
+  std::set<std::pair<uint64_t, uint64_t>> byActivity_;  // (lastActive, client)
+  uint64_t clock_ = 0;
+};
+
+}  // namespace keel

@@ -1,0 +1,291 @@
+// keel: KvStateMachine (see include/keel/kv.h for the encoding and the session rules).
+#include <keel/kv.h>
+
+#include "codec.h"
+
+#include <algorithm>
+
+namespace keel {
+
+using kv::Op;
+using kv::Status;
+using kv::detail::putBytes;
+using kv::detail::putU64;
+using kv::detail::putVarint;
+using kv::detail::Reader;
+
+namespace {
+
+constexpr std::string_view kMagic = "KEELKV01";
+
+uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// Buffers a snapshot and hands it to the sink in chunks, keeping a running checksum.
+class ChunkWriter {
+ public:
+  ChunkWriter(SnapshotSink& sink, size_t chunk) : sink_(sink), chunk_(std::max<size_t>(chunk, 16)) {}
+  std::string& buf() { return buf_; }
+  void maybeFlush() {
+    if (buf_.size() >= chunk_) flush();
+  }
+  void flush() {
+    if (buf_.empty()) return;
+    hash_ = fnv1a(buf_, hash_);
+    sink_.write(buf_);
+    buf_.clear();
+  }
+  void finish() {
+    flush();
+    putU64(buf_, hash_);
+    sink_.write(buf_);
+    buf_.clear();
+  }
+
+ private:
+  SnapshotSink& sink_;
+  size_t chunk_;
+  std::string buf_;
+  uint64_t hash_ = 1469598103934665603ull;
+};
+
+}  // namespace
+
+KvStateMachine::KvStateMachine(Options options) : options_(options) {}
+
+void KvStateMachine::advanceClock(uint64_t clockMs) {
+  // Monotonic: a new leader whose clock is behind never moves time backwards.
+  if (clockMs > clock_) clock_ = clockMs;
+}
+
+void KvStateMachine::touch(uint64_t client, Session& s) {
+  byActivity_.erase({s.lastActive, client});
+  s.lastActive = std::max(s.lastActive, clock_);
+  byActivity_.insert({s.lastActive, client});
+}
+
+void KvStateMachine::expireSessions() {
+  if (clock_ < options_.sessionTimeoutMs) return;
+  uint64_t cutoff = clock_ - options_.sessionTimeoutMs;
+  while (!byActivity_.empty() && byActivity_.begin()->first < cutoff) {
+    sessions_.erase(byActivity_.begin()->second);
+    byActivity_.erase(byActivity_.begin());
+  }
+}
+
+std::string KvStateMachine::apply(Index index, std::string_view command) {
+  Reader r(command);
+  uint8_t opByte;
+  uint64_t clockMs, client, seq, ack;
+  if (!kv::isCommand(command) || !r.u8(opByte) || !r.u64(clockMs) || !r.varint(client) ||
+      !r.varint(seq) || !r.varint(ack)) {
+    return kv::replyStatus(Status::BadRequest);
+  }
+  Op op = static_cast<Op>(opByte);
+  std::string_view body = command.substr(command.size() - r.remaining());
+  advanceClock(clockMs);
+  expireSessions();
+
+  if (op == Op::RegisterSession) {
+    // The entry's index is unique and the same on every replica: it names the session.
+    uint64_t id = index.value;
+    if (sessions_.count(id) == 0) {
+      while (options_.maxSessions > 0 && sessions_.size() >= options_.maxSessions) {
+        sessions_.erase(byActivity_.begin()->second);
+        byActivity_.erase(byActivity_.begin());
+      }
+      Session& s = sessions_[id];
+      s.lastActive = clock_;
+      byActivity_.insert({s.lastActive, id});
+    }
+    std::string out = kv::replyStatus(Status::Ok);
+    putVarint(out, id);
+    return out;
+  }
+  if (op == Op::Clock) return kv::replyStatus(Status::Ok);
+
+  bool ok = true;
+  if (client == 0) return applyWrite(op, body, ok);
+
+  // Exactly-once (dissertation §6.3).
+  auto it = sessions_.find(client);
+  if (it == sessions_.end()) return kv::replyStatus(Status::SessionExpired);
+  Session& s = it->second;
+  touch(client, s);
+  if (ack > s.ack) {
+    s.ack = ack;
+    s.replies.erase(s.replies.begin(), s.replies.lower_bound(ack));
+  }
+  if (seq < s.ack) return kv::replyStatus(Status::Duplicate);
+  if (auto cached = s.replies.find(seq); cached != s.replies.end()) return cached->second;
+  std::string reply = applyWrite(op, body, ok);
+  if (ok) s.replies.emplace(seq, reply);
+  return reply;
+}
+
+std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
+  Reader r(body);
+  std::string_view key;
+  switch (op) {
+    case Op::Put: {
+      std::string_view value;
+      if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
+      auto it = data_.find(key);
+      if (it == data_.end()) data_.emplace(std::string(key), std::string(value));
+      else it->second.assign(value);
+      return kv::replyStatus(Status::Ok);
+    }
+    case Op::Delete: {
+      if (!r.bytes(key) || !r.done()) break;
+      auto it = data_.find(key);
+      if (it == data_.end()) return kv::replyStatus(Status::NotFound);
+      data_.erase(it);
+      return kv::replyStatus(Status::Ok);
+    }
+    case Op::Cas: {
+      uint8_t flags;
+      std::string_view expected, value;
+      if (!r.u8(flags) || flags > 3 || !r.bytes(key)) break;
+      if ((flags & 1) && !r.bytes(expected)) break;
+      if ((flags & 2) && !r.bytes(value)) break;
+      if (!r.done()) break;
+      auto it = data_.find(key);
+      bool matches = (flags & 1) ? (it != data_.end() && it->second == expected) : it == data_.end();
+      if (!matches) {
+        std::string out = kv::replyStatus(Status::CompareFailed);
+        out.push_back(it != data_.end() ? 1 : 0);
+        if (it != data_.end()) putBytes(out, it->second);
+        return out;
+      }
+      if (flags & 2) {
+        if (it == data_.end()) data_.emplace(std::string(key), std::string(value));
+        else it->second.assign(value);
+      } else if (it != data_.end()) {
+        data_.erase(it);
+      }
+      return kv::replyStatus(Status::Ok);
+    }
+    default:
+      break;
+  }
+  ok = false;
+  return kv::replyStatus(Status::BadRequest);
+}
+
+std::string KvStateMachine::query(std::string_view request) const {
+  Reader r(request);
+  uint8_t op;
+  if (!r.u8(op)) return kv::replyStatus(Status::BadRequest);
+  if (op == static_cast<uint8_t>(Op::Get)) {
+    std::string_view key;
+    if (!r.bytes(key) || !r.done()) return kv::replyStatus(Status::BadRequest);
+    auto it = data_.find(key);
+    if (it == data_.end()) return kv::replyStatus(Status::NotFound);
+    std::string out = kv::replyStatus(Status::Ok);
+    putBytes(out, it->second);
+    return out;
+  }
+  if (op == static_cast<uint8_t>(Op::Scan)) {
+    std::string_view start, end;
+    uint64_t limit;
+    if (!r.bytes(start) || !r.bytes(end) || !r.varint(limit) || !r.done()) {
+      return kv::replyStatus(Status::BadRequest);
+    }
+    if (limit == 0) limit = kv::kDefaultScanLimit;
+    std::string body;
+    uint64_t n = 0;
+    bool more = false;
+    for (auto it = data_.lower_bound(start); it != data_.end(); ++it) {
+      if (!end.empty() && it->first >= end) break;
+      if (n == limit) { more = true; break; }
+      putBytes(body, it->first);
+      putBytes(body, it->second);
+      ++n;
+    }
+    std::string out = kv::replyStatus(Status::Ok);
+    putVarint(out, n);
+    out += body;
+    out.push_back(more ? 1 : 0);
+    return out;
+  }
+  return kv::replyStatus(Status::BadRequest);
+}
+
+void KvStateMachine::snapshot(SnapshotSink& sink) const {
+  ChunkWriter w(sink, options_.snapshotChunkBytes);
+  std::string& b = w.buf();
+  b.append(kMagic);
+  putU64(b, clock_);
+  putVarint(b, sessions_.size());
+  for (const auto& [id, s] : sessions_) {
+    putVarint(b, id);
+    putVarint(b, s.lastActive);
+    putVarint(b, s.ack);
+    putVarint(b, s.replies.size());
+    for (const auto& [seq, reply] : s.replies) {
+      putVarint(b, seq);
+      putBytes(b, reply);
+      w.maybeFlush();
+    }
+    w.maybeFlush();
+  }
+  putVarint(b, data_.size());
+  for (const auto& [k, v] : data_) {
+    putBytes(b, k);
+    putBytes(b, v);
+    w.maybeFlush();
+  }
+  w.finish();
+}
+
+bool KvStateMachine::restore(std::string_view snapshot) {
+  if (snapshot.size() < kMagic.size() + 16 || snapshot.substr(0, kMagic.size()) != kMagic) {
+    return false;
+  }
+  std::string_view body = snapshot.substr(0, snapshot.size() - 8);
+  Reader tail(snapshot.substr(snapshot.size() - 8));
+  uint64_t sum;
+  if (!tail.u64(sum) || sum != fnv1a(body)) return false;
+
+  Reader r(body.substr(kMagic.size()));
+  uint64_t clock, nSessions;
+  if (!r.u64(clock) || !r.varint(nSessions)) return false;
+  std::map<uint64_t, Session> sessions;
+  std::set<std::pair<uint64_t, uint64_t>> byActivity;
+  for (uint64_t i = 0; i < nSessions; ++i) {
+    uint64_t id, nReplies;
+    Session s;
+    if (!r.varint(id) || !r.varint(s.lastActive) || !r.varint(s.ack) || !r.varint(nReplies)) {
+      return false;
+    }
+    for (uint64_t j = 0; j < nReplies; ++j) {
+      uint64_t seq;
+      std::string_view reply;
+      if (!r.varint(seq) || !r.bytes(reply)) return false;
+      s.replies.emplace(seq, std::string(reply));
+    }
+    byActivity.insert({s.lastActive, id});
+    sessions.emplace(id, std::move(s));
+  }
+  uint64_t nPairs;
+  if (!r.varint(nPairs)) return false;
+  std::map<std::string, std::string, std::less<>> data;
+  for (uint64_t i = 0; i < nPairs; ++i) {
+    std::string_view k, v;
+    if (!r.bytes(k) || !r.bytes(v)) return false;
+    data.emplace_hint(data.end(), std::string(k), std::string(v));
+  }
+  if (!r.done()) return false;
+  clock_ = clock;
+  sessions_ = std::move(sessions);
+  byActivity_ = std::move(byActivity);
+  data_ = std::move(data);
+  return true;
+}
+
+}  // namespace keel

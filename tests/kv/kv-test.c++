@@ -1,0 +1,268 @@
+#include <keel/kv.h>
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace keel {
+namespace {
+
+using kv::Op;
+using kv::Reply;
+using kv::SessionRef;
+using kv::Status;
+
+struct Collect final : SnapshotSink {
+  std::vector<std::string> chunks;
+  void write(std::string_view c) override { chunks.emplace_back(c); }
+  std::string all() const {
+    std::string s;
+    for (auto& c : chunks) s += c;
+    return s;
+  }
+};
+
+std::string stamped(std::string cmd, uint64_t clock) {
+  EXPECT_TRUE(kv::stampClock(reinterpret_cast<uint8_t*>(cmd.data()), cmd.size(), clock));
+  return cmd;
+}
+
+Reply decode(Op op, const std::string& bytes) {
+  Reply r;
+  EXPECT_TRUE(kv::decodeReply(op, bytes, r)) << "undecodable reply";
+  return r;
+}
+
+class Kv : public ::testing::Test {
+ protected:
+  Reply put(std::string_view k, std::string_view v, SessionRef s = {}) {
+    return decode(Op::Put, sm.apply(Index{++index}, stamped(kv::encodePut(s, k, v), clock)));
+  }
+  Reply get(std::string_view k) { return decode(Op::Get, sm.query(kv::encodeGet(k))); }
+  Reply del(std::string_view k, SessionRef s = {}) {
+    return decode(Op::Delete, sm.apply(Index{++index}, stamped(kv::encodeDelete(s, k), clock)));
+  }
+  Reply cas(std::string_view k, std::optional<std::string_view> e, std::optional<std::string_view> v) {
+    return decode(Op::Cas, sm.apply(Index{++index}, stamped(kv::encodeCas({}, k, e, v), clock)));
+  }
+  uint64_t registerSession() {
+    Reply r = decode(Op::RegisterSession,
+                     sm.apply(Index{++index}, stamped(kv::encodeRegisterSession(), clock)));
+    EXPECT_TRUE(r.ok());
+    return r.client;
+  }
+  Reply scan(std::string_view a, std::string_view b, uint32_t limit = 0) {
+    return decode(Op::Scan, sm.query(kv::encodeScan(a, b, limit)));
+  }
+
+  KvStateMachine::Options options() {
+    KvStateMachine::Options o;
+    o.sessionTimeoutMs = 1000;
+    o.maxSessions = 3;
+    o.snapshotChunkBytes = 64;
+    return o;
+  }
+  KvStateMachine sm{options()};
+  uint64_t index = 0;
+  uint64_t clock = 1;
+};
+
+TEST_F(Kv, PutGetDelete) {
+  EXPECT_EQ(get("a").status, Status::NotFound);
+  EXPECT_TRUE(put("a", "1").ok());
+  EXPECT_EQ(get("a").value, "1");
+  EXPECT_TRUE(put("a", "2").ok());
+  EXPECT_EQ(get("a").value, "2");
+  EXPECT_TRUE(put("", "").ok());  // the empty key and value are ordinary
+  EXPECT_EQ(get("").status, Status::Ok);
+  EXPECT_TRUE(del("a").ok());
+  EXPECT_EQ(del("a").status, Status::NotFound);
+  EXPECT_EQ(get("a").status, Status::NotFound);
+  EXPECT_EQ(sm.size(), 1u);
+}
+
+TEST_F(Kv, CompareAndSet) {
+  // Expected absent: create only.
+  EXPECT_TRUE(cas("k", std::nullopt, "v1").ok());
+  Reply r = cas("k", std::nullopt, "v2");
+  EXPECT_EQ(r.status, Status::CompareFailed);
+  EXPECT_TRUE(r.present);
+  EXPECT_EQ(r.value, "v1");
+  EXPECT_EQ(cas("k", "zz", "v2").status, Status::CompareFailed);
+  EXPECT_TRUE(cas("k", "v1", "v2").ok());
+  EXPECT_EQ(get("k").value, "v2");
+  // Value absent: delete when it matches.
+  EXPECT_TRUE(cas("k", "v2", std::nullopt).ok());
+  r = cas("k", "v2", "x");
+  EXPECT_EQ(r.status, Status::CompareFailed);
+  EXPECT_FALSE(r.present);
+}
+
+TEST_F(Kv, ScanIsOrderedBoundedAndLimited) {
+  for (const char* k : {"b", "a", "d", "c", "e"}) put(k, std::string(k) + "!");
+  Reply r = scan("b", "e");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.pairs.size(), 3u);
+  EXPECT_EQ(r.pairs[0].first, "b");
+  EXPECT_EQ(r.pairs[2].first, "d");
+  EXPECT_EQ(r.pairs[2].second, "d!");
+  EXPECT_FALSE(r.more);
+  r = scan("", "", 2);
+  EXPECT_EQ(r.pairs.size(), 2u);
+  EXPECT_TRUE(r.more);
+  r = scan("c", "");
+  EXPECT_EQ(r.pairs.size(), 3u);
+  EXPECT_FALSE(r.more);
+}
+
+TEST_F(Kv, RetriedWriteInASessionAppliesOnce) {
+  uint64_t c = registerSession();
+  ASSERT_NE(c, 0u);
+  EXPECT_TRUE(put("x", "1", {c, 1, 1}).ok());
+  EXPECT_TRUE(put("x", "2", {c, 2, 1}).ok());
+  // A retry of seq 1 (its reply was lost) returns the cached reply and changes nothing.
+  EXPECT_TRUE(put("x", "1", {c, 1, 1}).ok());
+  EXPECT_EQ(get("x").value, "2");
+  // A delete retried: the first reply (Ok) comes back, not NotFound.
+  EXPECT_TRUE(del("x", {c, 3, 3}).ok());
+  EXPECT_TRUE(del("x", {c, 3, 3}).ok());
+  // Once acknowledged, an old seq is a duplicate.
+  EXPECT_EQ(put("x", "1", {c, 1, 4}).status, Status::Duplicate);
+  EXPECT_EQ(get("x").status, Status::NotFound);
+}
+
+TEST_F(Kv, UnknownSessionIsRefusedNotApplied) {
+  EXPECT_EQ(put("x", "1", {999, 1, 1}).status, Status::SessionExpired);
+  EXPECT_EQ(get("x").status, Status::NotFound);
+}
+
+TEST_F(Kv, SessionsExpireByTheLogsClockOnly) {
+  uint64_t c = registerSession();
+  clock = 900;
+  EXPECT_TRUE(put("a", "1", {c, 1, 1}).ok());  // keeps it alive
+  clock = 1800;
+  EXPECT_TRUE(put("b", "1").ok());
+  EXPECT_TRUE(sm.hasSession(c));
+  // A command stamped with an older clock (a new leader whose clock lags) moves nothing back.
+  clock = 5;
+  EXPECT_TRUE(put("c", "1").ok());
+  EXPECT_EQ(sm.clock(), 1800u);
+  sm.apply(Index{++index}, kv::encodeClock(1901));
+  EXPECT_FALSE(sm.hasSession(c));
+  EXPECT_EQ(put("a", "2", {c, 2, 2}).status, Status::SessionExpired);
+  EXPECT_EQ(get("a").value, "1");
+}
+
+TEST_F(Kv, TooManySessionsEvictsTheLeastRecentlyActive) {
+  uint64_t a = registerSession();
+  clock = 2;
+  uint64_t b = registerSession();
+  clock = 3;
+  uint64_t c = registerSession();
+  clock = 4;
+  put("k", "v", {a, 1, 1});  // a is now the most recent
+  clock = 5;
+  uint64_t d = registerSession();
+  EXPECT_TRUE(sm.hasSession(a));
+  EXPECT_FALSE(sm.hasSession(b));
+  EXPECT_TRUE(sm.hasSession(c));
+  EXPECT_TRUE(sm.hasSession(d));
+}
+
+TEST_F(Kv, MalformedInputIsABadRequestAndChangesNothing) {
+  EXPECT_EQ(decode(Op::Put, sm.apply(Index{1}, "")).status, Status::BadRequest);
+  EXPECT_EQ(decode(Op::Put, sm.apply(Index{2}, std::string(9, '\x01'))).status, Status::BadRequest);
+  std::string cmd = kv::encodePut({}, "key", "value");
+  cmd.pop_back();
+  EXPECT_EQ(decode(Op::Put, sm.apply(Index{3}, cmd)).status, Status::BadRequest);
+  std::string q = kv::encodeGet("k");
+  q += "junk";
+  EXPECT_EQ(decode(Op::Get, sm.query(q)).status, Status::BadRequest);
+  EXPECT_EQ(decode(Op::Get, sm.query("")).status, Status::BadRequest);
+  EXPECT_EQ(decode(Op::Get, sm.query("\x63")).status, Status::BadRequest);
+  EXPECT_EQ(sm.size(), 0u);
+  std::string buf = "\x01";
+  EXPECT_FALSE(kv::stampClock(reinterpret_cast<uint8_t*>(buf.data()), buf.size(), 1));
+  Reply r;
+  EXPECT_FALSE(kv::decodeReply(Op::Get, "", r));
+  EXPECT_FALSE(kv::decodeReply(Op::Get, std::string(1, '\0'), r));
+  EXPECT_FALSE(kv::decodeReply(Op::Scan, std::string("\0\x05", 2), r));
+}
+
+TEST_F(Kv, SnapshotRestoresEverythingAndIsStreamedInChunks) {
+  uint64_t c = registerSession();
+  for (int i = 0; i < 50; ++i) put("key" + std::to_string(i), std::string(20, 'a' + i % 26), {c, uint64_t(i + 1), 1});
+  Collect sink;
+  sm.snapshot(sink);
+  EXPECT_GT(sink.chunks.size(), 5u);
+  KvStateMachine other(options());
+  ASSERT_TRUE(other.restore(sink.all()));
+  EXPECT_EQ(other.data(), sm.data());
+  EXPECT_EQ(other.clock(), sm.clock());
+  EXPECT_TRUE(other.hasSession(c));
+  // The restored session still deduplicates.
+  std::string retry = kv::encodePut({c, 3, 1}, "key2", "changed");
+  EXPECT_EQ(other.apply(Index{1000}, retry), sm.apply(Index{1000}, retry));
+  EXPECT_EQ(decode(Op::Get, other.query(kv::encodeGet("key2"))).value, std::string(20, 'c'));
+  // A snapshot of the restored machine is byte for byte the same.
+  Collect again;
+  other.snapshot(again);
+  EXPECT_EQ(again.all(), sink.all());
+}
+
+TEST_F(Kv, RestoreRefusesForeignOrDamagedBytesAndKeepsState) {
+  put("a", "1");
+  Collect sink;
+  sm.snapshot(sink);
+  std::string snap = sink.all();
+  EXPECT_FALSE(sm.restore("not a snapshot"));
+  std::string bad = snap;
+  bad[bad.size() / 2] ^= 1;
+  EXPECT_FALSE(sm.restore(bad));
+  EXPECT_FALSE(sm.restore(snap.substr(0, snap.size() - 1)));
+  EXPECT_EQ(get("a").value, "1");
+  KvStateMachine empty;
+  Collect e;
+  empty.snapshot(e);
+  EXPECT_TRUE(sm.restore(e.all()));
+  EXPECT_EQ(sm.size(), 0u);
+}
+
+// Two replicas given the same random commands agree on every reply and on their snapshots.
+TEST(KvDeterminism, SameCommandsSameStateAndReplies) {
+  KvStateMachine::Options o;
+  o.sessionTimeoutMs = 50;
+  o.maxSessions = 4;
+  KvStateMachine a(o), b(o);
+  std::mt19937_64 rng(42);
+  std::vector<uint64_t> clients;
+  uint64_t clock = 0;
+  for (uint64_t i = 1; i <= 5000; ++i) {
+    clock += rng() % 3;
+    SessionRef s;
+    if (!clients.empty() && rng() % 2) s = {clients[rng() % clients.size()], rng() % 20, rng() % 10};
+    std::string key = "k" + std::to_string(rng() % 30);
+    std::string cmd;
+    switch (rng() % 5) {
+      case 0: cmd = kv::encodePut(s, key, std::to_string(rng() % 5)); break;
+      case 1: cmd = kv::encodeDelete(s, key); break;
+      case 2: cmd = kv::encodeCas(s, key, std::to_string(rng() % 5), std::to_string(rng() % 5)); break;
+      case 3: cmd = kv::encodeRegisterSession(); break;
+      default: cmd = kv::encodeClock(clock); break;
+    }
+    kv::stampClock(reinterpret_cast<uint8_t*>(cmd.data()), cmd.size(), clock);
+    std::string ra = a.apply(Index{i}, cmd);
+    ASSERT_EQ(ra, b.apply(Index{i}, cmd));
+    Reply r;
+    ASSERT_TRUE(kv::decodeReply(static_cast<Op>(cmd[0]), ra, r));
+    if (cmd[0] == static_cast<char>(Op::RegisterSession)) clients.push_back(r.client);
+  }
+  Collect sa, sb;
+  a.snapshot(sa);
+  b.snapshot(sb);
+  EXPECT_EQ(sa.all(), sb.all());
+  EXPECT_LE(a.sessionCount(), 4u);
+}
+
+}  // namespace
+}  // namespace keel
