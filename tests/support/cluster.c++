@@ -201,8 +201,6 @@ size_t Cluster::pump(size_t maxRounds) {
   size_t r = 0;
   while (r < maxRounds && round()) ++r;
   if (r == maxRounds) throw std::runtime_error("Cluster::pump: still busy after " + std::to_string(maxRounds) + " rounds");
-  // One more pass for readies produced by the last deliveries.
-  std::vector<Message> none;
   return r;
 }
 
@@ -282,7 +280,40 @@ void Cluster::compact(uint64_t id) {
 void Cluster::check() {
   std::vector<InvariantChecker::View> views;
   for (auto& [id, n] : nodes_) views.push_back({NodeId{id}, n.core.get(), n.log.get()});
-  checker.observe(views);
+  try {
+    checker.observe(views);
+  } catch (const std::logic_error& e) {
+    throw std::logic_error(std::string(e.what()) + "\n" + describe());
+  }
+}
+
+std::string Cluster::describe(size_t lastMessages) const {
+  std::ostringstream s;
+  s << "cluster state:\n";
+  for (auto& [id, n] : nodes_) {
+    s << "  n" << id;
+    if (!n.core) {
+      s << " down";
+    } else {
+      const Consensus& c = *n.core;
+      s << " " << toString(c.role()) << " " << toString(c.term()) << " vote=" << toString(c.vote())
+        << " leader=" << toString(c.leader()) << " commit=" << toString(c.commitIndex())
+        << " applied=" << toString(c.appliedIndex()) << " " << c.membership().toString();
+    }
+    s << " log:";
+    const MemoryLog& log = *n.log;
+    if (log.firstIndex() > Index{1}) s << " [snapshot " << toString(log.snapshotMeta().index) << "]";
+    for (Index i = log.firstIndex(); i <= log.lastIndex(); i = i.next()) s << " " << log.term(i).value;
+    s << "\n";
+  }
+  if (!transcript.empty()) {
+    size_t from = transcript.size() > lastMessages ? transcript.size() - lastMessages : 0;
+    s << "last " << transcript.size() - from << " of " << transcript.size() << " messages delivered:\n";
+    for (size_t i = from; i < transcript.size(); ++i) s << "  " << transcript[i] << "\n";
+  } else {
+    s << "(set recordTranscript for the messages delivered)\n";
+  }
+  return s.str();
 }
 
 std::vector<std::string> dataOf(const std::vector<Entry>& es) {

@@ -101,7 +101,11 @@ class Cluster {
   std::vector<std::string> transcript;        // every message delivered, in order
   bool recordTranscript = false;
   InvariantChecker checker;
+  // Runs the checker; a violation's exception also describes every node and the last
+  // messages of the transcript.
   void check();
+  // Every node's role, term, commit, membership and log terms, and the last messages delivered.
+  std::string describe(size_t lastMessages = 40) const;
 
  private:
   void processReady(Node& n, std::vector<Message>& out);
