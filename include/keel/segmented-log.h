@@ -200,8 +200,9 @@ class SegmentedLog final : public Log {
   uint64_t durableSeq() const noexcept;
   // Blocks until batch `seq` is durable. Any thread.
   void waitDurable(uint64_t seq) const;
-  // `callback(seq)` runs on the I/O thread after batch `seq` became durable. Set it before the
-  // first syncAsync(); it must be quick and must not call into the log.
+  // `callback(seq)` runs on the I/O thread after batch `seq` became durable, and before
+  // durableSeq() reports it (so waitDurable(seq) returning implies the callback ran). Set it
+  // before the first syncAsync(); it must be quick and must not call into the log.
   void onDurable(std::function<void(uint64_t seq)> callback);
 
   // ---- Snapshot transfer ----

@@ -1,0 +1,445 @@
+// keel tests: SegmentedLog's behaviour as a Log, on the real file system (a directory under
+// /tmp), and against MemoryLog as the model.
+#include <keel/memory-log.h>
+#include <keel/segmented-log.h>
+
+#include "../../src/log/format.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace keel {
+namespace {
+
+namespace fsys = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/keel-log-test-XXXXXX";
+    if (!mkdtemp(tmpl)) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() { fsys::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string log() const { return path_ + "/log"; }
+
+ private:
+  std::string path_;
+};
+
+Entry entry(uint64_t index, uint64_t term, std::string data, EntryType type = EntryType::Normal) {
+  Entry e;
+  e.index = Index{index};
+  e.term = Term{term};
+  e.type = type;
+  e.data = Bytes(data);
+  return e;
+}
+
+std::string payload(uint64_t i, size_t n) {
+  std::string s(n, '\0');
+  for (size_t k = 0; k < n; ++k) s[k] = char('a' + (i * 7 + k) % 26);
+  return s;
+}
+
+std::vector<Entry> all(const Log& log) {
+  std::vector<Entry> out;
+  log.entries(log.firstIndex(), log.lastIndex().next(), UINT64_MAX, out);
+  return out;
+}
+
+void expectSame(const Log& a, const Log& b) {
+  ASSERT_EQ(a.firstIndex(), b.firstIndex());
+  ASSERT_EQ(a.lastIndex(), b.lastIndex());
+  EXPECT_EQ(a.hardState(), b.hardState());
+  EXPECT_EQ(a.snapshotMeta(), b.snapshotMeta());
+  for (Index i = a.firstIndex().prev(); i <= a.lastIndex(); i = i.next())
+    ASSERT_EQ(a.term(i), b.term(i)) << "index " << i.value;
+  auto ea = all(a), eb = all(b);
+  ASSERT_EQ(ea.size(), eb.size());
+  for (size_t k = 0; k < ea.size(); ++k) {
+    EXPECT_EQ(ea[k].index, eb[k].index);
+    EXPECT_EQ(ea[k].term, eb[k].term);
+    EXPECT_EQ(ea[k].type, eb[k].type);
+    EXPECT_EQ(ea[k].data, eb[k].data) << "index " << ea[k].index.value;
+  }
+}
+
+SegmentedLog::Options small() {
+  SegmentedLog::Options o;
+  o.segmentBytes = 4096;
+  o.writeBufferBytes = 4096;
+  return o;
+}
+
+TEST(SegmentedLog, EmptyLogHasTheInitialMembership) {
+  TempDir t;
+  SegmentedLog::Options o;
+  o.initialMembership.voters = {NodeId{1}, NodeId{2}, NodeId{3}};
+  SegmentedLog log(t.log(), o);
+  EXPECT_EQ(log.firstIndex(), Index{1});
+  EXPECT_EQ(log.lastIndex(), Index{0});
+  EXPECT_EQ(log.term(Index{0}), Term{0});
+  EXPECT_EQ(log.hardState(), HardState{});
+  EXPECT_EQ(log.snapshotMeta().membership, o.initialMembership);
+  EXPECT_THROW(log.term(Index{1}), std::out_of_range);
+}
+
+TEST(SegmentedLog, AppendReadBackAndReopen) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log());
+    std::vector<Entry> es;
+    for (uint64_t i = 1; i <= 100; ++i) es.push_back(entry(i, 1 + i / 10, payload(i, i * 3)));
+    es[4].type = EntryType::Membership;
+    log.append(es);
+    log.setHardState({Term{10}, NodeId{2}, Index{50}});
+    EXPECT_EQ(log.lastIndex(), Index{100});
+    EXPECT_EQ(log.term(Index{55}), Term{6});
+    auto got = all(log);  // from the write buffer
+    ASSERT_EQ(got.size(), 100u);
+    EXPECT_EQ(got[41].data.str(), payload(42, 126));
+    log.sync();
+    got = all(log);  // from the file
+    EXPECT_EQ(got[99].data.str(), payload(100, 300));
+  }
+  SegmentedLog log(t.log());
+  EXPECT_EQ(log.hardState(), (HardState{Term{10}, NodeId{2}, Index{50}}));
+  EXPECT_EQ(log.lastIndex(), Index{100});
+  auto got = all(log);
+  ASSERT_EQ(got.size(), 100u);
+  for (uint64_t i = 1; i <= 100; ++i) {
+    EXPECT_EQ(got[i - 1].index, Index{i});
+    EXPECT_EQ(got[i - 1].term, Term{1 + i / 10});
+    EXPECT_EQ(got[i - 1].data.str(), payload(i, i * 3));
+  }
+  EXPECT_EQ(got[4].type, EntryType::Membership);
+  EXPECT_FALSE(log.recoveryReport().tornTail);
+}
+
+TEST(SegmentedLog, EntriesRespectsMaxBytesLikeMemoryLog) {
+  TempDir t;
+  SegmentedLog log(t.log(), small());
+  MemoryLog mem;
+  std::vector<Entry> es;
+  for (uint64_t i = 1; i <= 40; ++i) es.push_back(entry(i, 1, payload(i, 100 + i)));
+  log.append(es);
+  mem.append(es);
+  for (int synced = 0; synced < 2; ++synced) {
+    for (uint64_t lo = 1; lo <= 41; lo += 3)
+      for (uint64_t hi = lo; hi <= 41; hi += 5)
+        for (uint64_t max : {0ull, 1ull, 150ull, 1000ull, 5000ull, ~0ull}) {
+          std::vector<Entry> a, b;
+          log.entries(Index{lo}, Index{hi}, max, a);
+          mem.entries(Index{lo}, Index{hi}, max, b);
+          ASSERT_EQ(a.size(), b.size()) << lo << " " << hi << " " << max;
+          for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(a[k].data, b[k].data);
+        }
+    log.sync();
+  }
+  std::vector<Entry> out;
+  EXPECT_THROW(log.entries(Index{0}, Index{3}, 100, out), std::out_of_range);
+  EXPECT_THROW(log.entries(Index{3}, Index{43}, 100, out), std::out_of_range);
+}
+
+TEST(SegmentedLog, RollsSegmentsAndReopens) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log(), small());
+    for (uint64_t i = 1; i <= 200; ++i) {
+      Entry e = entry(i, 1, payload(i, 200));
+      log.append({&e, 1});
+      if (i % 7 == 0) log.syncAsync();
+    }
+    log.sync();
+  }
+  size_t segs = 0;
+  for (auto& p : fsys::directory_iterator(t.log()))
+    if (p.path().extension() == ".seg") {
+      ++segs;
+      EXPECT_LE(fsys::file_size(p.path()), 4096u + 232u);
+    }
+  EXPECT_GT(segs, 5u);
+  SegmentedLog log(t.log(), small());
+  EXPECT_EQ(log.recoveryReport().segments, segs);
+  EXPECT_EQ(log.lastIndex(), Index{200});
+  auto got = all(log);
+  for (uint64_t i = 1; i <= 200; ++i) ASSERT_EQ(got[i - 1].data.str(), payload(i, 200));
+}
+
+TEST(SegmentedLog, BadInputIsRejected) {
+  TempDir t;
+  SegmentedLog log(t.log());
+  Entry e3 = entry(3, 1, "x");
+  EXPECT_THROW(log.append({&e3, 1}), std::invalid_argument);
+  std::vector<Entry> gap = {entry(1, 1, "a"), entry(3, 1, "b")};
+  EXPECT_THROW(log.append(gap), std::invalid_argument);
+  EXPECT_EQ(log.lastIndex(), Index{0});
+  Snapshot s;
+  s.meta.index = Index{5};
+  EXPECT_THROW(log.compact(s), std::invalid_argument);
+}
+
+// Random operations applied to SegmentedLog and MemoryLog; the read side must agree after
+// every step and after every reopen.
+TEST(SegmentedLog, AgreesWithMemoryLogUnderRandomOperations) {
+  TempDir t;
+  std::mt19937_64 rng(42);
+  MemoryLog mem;
+  auto log = std::make_unique<SegmentedLog>(t.log(), small());
+  uint64_t term = 1;
+  for (int step = 0; step < 600; ++step) {
+    int op = int(rng() % 100);
+    if (op < 55) {
+      uint64_t n = 1 + rng() % 6;
+      uint64_t first = mem.lastIndex().value + 1;
+      if (rng() % 8 == 0 && mem.lastIndex() >= mem.firstIndex()) {  // conflict
+        first = mem.firstIndex().value + rng() % (mem.lastIndex().value - mem.firstIndex().value + 1);
+        ++term;
+      }
+      std::vector<Entry> es;
+      for (uint64_t k = 0; k < n; ++k)
+        es.push_back(entry(first + k, term, payload(first + k + step, rng() % 700),
+                           rng() % 10 == 0 ? EntryType::Membership : EntryType::Normal));
+      log->append(es);
+      mem.append(es);
+    } else if (op < 62) {
+      HardState hs = mem.hardState();
+      if (rng() % 2) { hs.term = Term{++term}; hs.vote = NodeId{rng() % 4}; }
+      hs.commit = Index{rng() % (mem.lastIndex().value + 1)};
+      log->setHardState(hs);
+      mem.setHardState(hs);
+    } else if (op < 67 && mem.lastIndex() >= mem.firstIndex()) {
+      Snapshot s;
+      s.meta.index = Index{mem.firstIndex().value +
+                           rng() % (mem.lastIndex().value - mem.firstIndex().value + 1)};
+      s.meta.term = mem.term(s.meta.index);
+      s.meta.membership.voters = {NodeId{1}, NodeId{uint64_t(step)}};
+      s.data = Bytes(payload(step, rng() % 3000));
+      log->compact(s);
+      mem.compact(s);
+    } else if (op < 69) {
+      Snapshot s;
+      s.meta.index = Index{mem.lastIndex().value + rng() % 20};
+      s.meta.term = Term{++term};
+      s.meta.membership.voters = {NodeId{7}};
+      s.data = Bytes(payload(step, rng() % 5000));
+      log->installSnapshot(s);
+      mem.installSnapshot(s);
+    } else if (op < 85) {
+      log->syncAsync();
+    } else if (op < 93) {
+      log->sync();
+    } else {
+      log.reset();
+      log = std::make_unique<SegmentedLog>(t.log(), small());
+      ASSERT_FALSE(log->recoveryReport().tornTail);
+      Snapshot a = log->snapshot(), b = mem.snapshot();
+      EXPECT_EQ(a.data, b.data);
+      EXPECT_EQ(log->snapshotSize(), b.data.size());
+    }
+    ASSERT_NO_FATAL_FAILURE(expectSame(*log, mem)) << "step " << step;
+  }
+}
+
+TEST(SegmentedLog, SuffixTruncationAcrossSegmentsSurvivesReopen) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log(), small());
+    for (uint64_t i = 1; i <= 100; ++i) {
+      Entry e = entry(i, 1, payload(i, 300));
+      log.append({&e, 1});
+    }
+    log.sync();
+    // Cut back into an early segment, and exactly at a segment's first entry.
+    std::vector<Entry> es = {entry(20, 2, "new20"), entry(21, 2, "new21")};
+    log.append(es);
+    log.sync();
+  }
+  {
+    SegmentedLog log(t.log(), small());
+    EXPECT_EQ(log.lastIndex(), Index{21});
+    EXPECT_EQ(log.term(Index{19}), Term{1});
+    EXPECT_EQ(log.term(Index{20}), Term{2});
+    auto es = all(log);
+    EXPECT_EQ(es[20].data.str(), "new21");
+    // The first entry of the second segment.
+    uint64_t second = 0;
+    for (auto& p : fsys::directory_iterator(t.log())) {
+      uint64_t f;
+      if (logformat::parseSegmentName(p.path().filename().string(), f) && f > 1 &&
+          (second == 0 || f < second))
+        second = f;
+    }
+    ASSERT_GT(second, 1u);
+    Entry e = entry(second, 3, "at-boundary");
+    log.append({&e, 1});
+    log.sync();
+  }
+  SegmentedLog log(t.log(), small());
+  auto es = all(log);
+  ASSERT_FALSE(es.empty());
+  EXPECT_EQ(es.back().data.str(), "at-boundary");
+  EXPECT_EQ(es.back().term, Term{3});
+}
+
+TEST(SegmentedLog, CompactionRemovesCoveredSegments) {
+  TempDir t;
+  auto countSegs = [&] {
+    size_t n = 0;
+    for (auto& p : fsys::directory_iterator(t.log())) n += p.path().extension() == ".seg";
+    return n;
+  };
+  {
+    SegmentedLog log(t.log(), small());
+    for (uint64_t i = 1; i <= 100; ++i) {
+      Entry e = entry(i, 1, payload(i, 300));
+      log.append({&e, 1});
+    }
+    log.sync();
+    size_t before = countSegs();
+    Snapshot s;
+    s.meta.index = Index{90};
+    s.meta.term = Term{1};
+    s.meta.membership.voters = {NodeId{1}};
+    s.data = Bytes(payload(0, 10000));
+    log.compact(s);
+    log.sync();
+    EXPECT_LT(countSegs(), before);
+    EXPECT_EQ(log.firstIndex(), Index{91});
+    EXPECT_EQ(log.term(Index{90}), Term{1});
+    EXPECT_EQ(log.snapshotChunk(9990, 100).str(), payload(0, 10000).substr(9990));
+  }
+  SegmentedLog log(t.log(), small());
+  EXPECT_EQ(log.firstIndex(), Index{91});
+  EXPECT_EQ(log.lastIndex(), Index{100});
+  EXPECT_EQ(log.snapshotMeta().membership.voters, std::vector<NodeId>{NodeId{1}});
+  EXPECT_EQ(log.snapshotSize(), 10000u);
+  std::string got;
+  for (uint64_t off = 0;; off += 777) {
+    Bytes c = log.snapshotChunk(off, 777);
+    if (c.empty()) break;
+    got += c.str();
+  }
+  EXPECT_EQ(got, payload(0, 10000));
+  EXPECT_EQ(all(log).front().data.str(), payload(91, 300));
+}
+
+TEST(SegmentedLog, InstallSnapshotReplacesTheLog) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log(), small());
+    for (uint64_t i = 1; i <= 50; ++i) {
+      Entry e = entry(i, 1, payload(i, 300));
+      log.append({&e, 1});
+    }
+    Snapshot s;
+    s.meta.index = Index{30};  // inside the log: every entry still goes
+    s.meta.term = Term{4};
+    s.data = Bytes(std::string("state"));
+    log.installSnapshot(s);
+    EXPECT_EQ(log.lastIndex(), Index{30});
+    Entry e = entry(31, 4, "after");
+    log.append({&e, 1});
+    log.sync();
+  }
+  SegmentedLog log(t.log(), small());
+  EXPECT_EQ(log.firstIndex(), Index{31});
+  EXPECT_EQ(log.lastIndex(), Index{31});
+  EXPECT_EQ(log.term(Index{30}), Term{4});
+  EXPECT_EQ(all(log)[0].data.str(), "after");
+  EXPECT_EQ(log.snapshot().data.str(), "state");
+}
+
+TEST(SegmentedLog, GroupCommitReportsBatchesInOrder) {
+  TempDir t;
+  SegmentedLog log(t.log());
+  std::vector<uint64_t> seen;
+  std::mutex mu;
+  log.onDurable([&](uint64_t seq) {
+    std::lock_guard<std::mutex> lk(mu);
+    seen.push_back(seq);
+  });
+  uint64_t last = 0;
+  for (uint64_t i = 1; i <= 50; ++i) {
+    Entry e = entry(i, 1, payload(i, 1000));
+    log.append({&e, 1});
+    uint64_t seq = log.syncAsync();
+    EXPECT_EQ(seq, last + 1);
+    last = seq;
+    // Reads while the batch is in flight.
+    EXPECT_EQ(log.term(Index{i}), Term{1});
+    std::vector<Entry> out;
+    log.entries(Index{i}, Index{i + 1}, 0, out);
+    EXPECT_EQ(out[0].data.str(), payload(i, 1000));
+  }
+  log.waitDurable(last);
+  EXPECT_GE(log.durableSeq(), last);
+  std::lock_guard<std::mutex> lk(mu);
+  ASSERT_EQ(seen.size(), 50u);
+  for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], k + 1);
+}
+
+TEST(SegmentedLog, TornTailOnRealFilesIsCutAndReported) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log());
+    for (uint64_t i = 1; i <= 10; ++i) {
+      Entry e = entry(i, 1, payload(i, 100));
+      log.append({&e, 1});
+    }
+    log.sync();
+  }
+  std::string seg = t.log() + "/" + logformat::segmentName(1);
+  uint64_t size = fsys::file_size(seg);
+  fsys::resize_file(seg, size - 50);  // the last record loses its end
+  {
+    SegmentedLog log(t.log());
+    EXPECT_TRUE(log.recoveryReport().tornTail);
+    EXPECT_EQ(log.recoveryReport().tornFile, seg);
+    EXPECT_EQ(log.recoveryReport().tornOffset, size - 132);
+    EXPECT_EQ(log.lastIndex(), Index{9});
+    Entry e = entry(10, 2, "again");
+    log.append({&e, 1});
+    log.sync();
+  }
+  SegmentedLog log(t.log());
+  EXPECT_FALSE(log.recoveryReport().tornTail);
+  EXPECT_EQ(all(log).back().data.str(), "again");
+}
+
+TEST(SegmentedLog, CorruptionInAnEarlierSegmentNamesFileAndOffset) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log(), small());
+    for (uint64_t i = 1; i <= 60; ++i) {
+      Entry e = entry(i, 1, payload(i, 300));
+      log.append({&e, 1});
+    }
+    log.sync();
+  }
+  std::string seg = t.log() + "/" + logformat::segmentName(1);
+  {
+    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(32 + 332 + 40);  // the payload of the second record
+    f.put('#');
+  }
+  try {
+    SegmentedLog log(t.log(), small());
+    FAIL() << "opened a corrupt log";
+  } catch (const CorruptionError& e) {
+    EXPECT_EQ(e.file(), seg);
+    EXPECT_EQ(e.offset(), 32u + 332u);
+    EXPECT_NE(std::string(e.what()).find(seg), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace keel
