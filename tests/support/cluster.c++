@@ -24,14 +24,18 @@ void InvariantChecker::observe(const std::vector<View>& nodes) {
     commit_[id] = commit;
     if (c.appliedIndex() > commit) fail("applied passed commit on " + toString(v.id));
 
-    // Committed entries as the node's durable log holds them.
-    Index upTo = std::min(commit, log.lastIndex());
+    // Committed entries as the node's durable log holds them, up to the durable commit index.
+    // (The core's commit index may run ahead of its durable log between a step and the next
+    // Ready: an Append that replaces a suffix and commits into it is persisted as a whole.)
+    Index upTo = std::min(log.hardState().commit, log.lastIndex());
     for (Index i = log.firstIndex(); i <= upTo; i = i.next()) {
       Term t = log.term(i);
       auto [it, fresh] = committed_.emplace(i.value, t);
       if (!fresh && it->second != t)
         fail("two different entries committed at " + toString(i) + ": terms " + toString(it->second) + " and " +
              toString(t) + " (on " + toString(v.id) + ")");
+      auto [by, first] = committedBy_.emplace(i.value, c.term());
+      if (!first && c.term() < by->second) by->second = c.term();
     }
 
     if (c.role() != Role::Leader) {
@@ -59,10 +63,13 @@ void InvariantChecker::observe(const std::vector<View>& nodes) {
     prev.assign(log.firstIndex().value - 1, Term{});
     prev.insert(prev.end(), terms.begin(), terms.end());
     leaderTerm_[id] = term;
-    // Leader Completeness: a leader holds every committed entry (that it has not compacted).
+    // Leader Completeness (§5.4): "if a log entry is committed in a given term, then that entry
+    // will be present in the logs of the leaders for all higher-numbered terms" (that have not
+    // compacted it). A deposed leader that does not know it yet may lack it.
     for (auto& [index, t] : committed_) {
       Index i{index};
       if (i < log.firstIndex()) continue;
+      if (c.term() <= committedBy_[index]) continue;
       if (i > log.lastIndex() && i > c.lastIndex())
         fail("leader " + toString(v.id) + " of term " + std::to_string(term) + " lacks committed entry " + toString(i));
       if (i <= log.lastIndex() && log.term(i) != t)

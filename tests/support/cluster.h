@@ -43,6 +43,10 @@ class InvariantChecker {
   std::map<uint64_t, uint64_t> leaderTerm_;              // the term each node last led in
   std::map<uint64_t, Index> commit_;                     // commit never moves back
   std::map<uint64_t, Term> committed_;                   // index -> term of committed entries
+  // index -> a term no earlier than the one in which the entry was committed: the lowest
+  // current term of a node seen holding it as committed (a node learns of a commit in its
+  // own term, from the leader of that term, or it committed it itself).
+  std::map<uint64_t, Term> committedBy_;
   std::map<uint64_t, Term> appliedTerm_;                 // index -> term applied anywhere
   std::map<uint64_t, Index> lastApplied_;                // applied in order, per node
 };
