@@ -114,6 +114,7 @@ class Consensus::Impl {
 
   // Membership (§6)
   void applyMembership(const Membership& m);
+  bool leaveJointIfApplied();
 
   Rng rng_;
   uint32_t electionElapsed_ = 0;
@@ -877,19 +878,23 @@ Result Consensus::Impl::transferLeadership(NodeId to) {
 // ---------------------------------------------------------------------------------------------
 // Membership
 
+// Leave the joint configuration as soon as it is applied (§6: C_old,new then C_new), once
+// every configuration entry this leader appended is applied too.
+bool Consensus::Impl::leaveJointIfApplied() {
+  if (role_ != Role::Leader || !membership_.joint() || pendingMembershipIndex_ > applied_) return false;
+  Membership leave;
+  leave.voters = membership_.voters;
+  leave.learners = membership_.learners;
+  appendLeaderEntry(EntryType::Membership, leave.encode());
+  pendingMembershipIndex_ = log_.lastIndex();
+  return true;
+}
+
 void Consensus::Impl::applyMembership(const Membership& m) {
   membership_ = m;
   resetPeers();
   if (role_ != Role::Leader) return;
-  if (m.joint() && pendingMembershipIndex_ <= applied_) {
-    // Leave the joint configuration as soon as it is applied (§6: C_old,new then C_new).
-    Membership leave;
-    leave.voters = m.voters;
-    leave.learners = m.learners;
-    appendLeaderEntry(EntryType::Membership, leave.encode());
-    pendingMembershipIndex_ = log_.lastIndex();
-    return;
-  }
+  if (leaveJointIfApplied()) return;
   if (!m.isVoter(cfg_.id)) {
     // §6 (diss. §4.2.2): a leader that is not part of the new configuration steps down once
     // that configuration is committed. It first tells the followers that it is committed, and
@@ -953,6 +958,11 @@ const Ready& Consensus::Impl::ready() {
       Membership m;
       if (e.type == EntryType::Membership && Membership::decode(e.data.view(), m)) applyMembership(m);
     }
+    // A leader elected after C_old,new was appended finds it applied before its no-op (or
+    // applied it as a follower): applyMembership declined to leave it then (its no-op was
+    // pending), so it leaves it once the no-op is applied (§6; diss. §4.3). Without this the
+    // cluster stayed joint forever and refused every later change.
+    leaveJointIfApplied();
   }
   ready_.committed = committedBuf_;
   ready_.messages = now_[cur_].span();

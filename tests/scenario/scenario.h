@@ -31,14 +31,14 @@ inline void run(Cluster& c, size_t ticks) {
 // Entries' terms in a node's durable log.
 inline std::vector<uint64_t> logTerms(Cluster& c, uint64_t id) { return termsOf(*c.node(id).log); }
 
-// True when every live node holds the same log, commit and applied index as `leader`.
+// True when every live member holds the same log, commit and applied index as the leader.
 inline ::testing::AssertionResult converged(Cluster& c) {
   NodeId l = c.leader();
   if (!l) return ::testing::AssertionFailure() << "no leader\n" << c.describe();
   Consensus& lead = c[l.value];
   for (NodeId id : c.ids()) {
     Cluster::Node& n = c.node(id.value);
-    if (!n.core) continue;
+    if (!n.core || !lead.membership().contains(id)) continue;
     if (n.core->commitIndex() != lead.commitIndex() || n.appliedIndex != lead.commitIndex() ||
         n.log->lastIndex() != c.node(l.value).log->lastIndex() ||
         n.log->term(n.log->lastIndex()) != c.node(l.value).log->term(n.log->lastIndex()))
