@@ -203,9 +203,8 @@ struct SegmentedLog::Impl {
                 get32(h + 8) == kVersion && get32(h + 12) == segmentHeaderCheck(h);
       if (!ok) {
         bool last = k + 1 == segNames.size();
-        std::vector<uint8_t> s0(std::min<uint64_t>(size, kSectorBytes));
-        seg->file->pread(s0.data(), s0.size(), 0);
-        if (last && (size < kSegmentHeaderBytes || allZero(s0.data(), s0.size()))) {
+        // Torn: the file was created but its first write never reached the disk.
+        if (last && (size < kSegmentHeaderBytes || allZero(h, sizeof h))) {
           report.tornTail = true;
           report.tornFile = seg->path;
           report.tornOffset = 0;
@@ -312,12 +311,15 @@ struct SegmentedLog::Impl {
     // A bad record at `off` whose bytes (as far as they can be delimited) end at `end`.
     auto bad = [&](uint64_t off, uint64_t end, bool incomplete, const std::string& why) {
       if (!last) throw CorruptionError(seg.path, off, why);
+      // A write torn at a sector boundary leaves zeros from that boundary to the end of the
+      // record (a write holds whole records, and new records only go to fresh space): the
+      // record is torn when it ends in zeros that start at its beginning or at a boundary.
       bool torn = incomplete;
-      // A sector that was never written reads as zeros: look for one inside the record.
-      for (uint64_t s = off; !torn && s < end;) {
-        uint64_t e = std::min(end, (s / kSectorBytes + 1) * kSectorBytes);
-        if (allZero(fetch(s, e - s), e - s)) torn = true;
-        s = e;
+      if (!torn) {
+        const uint8_t* r = fetch(off, end - off);
+        uint64_t z = end;
+        while (z > off && r[z - 1 - off] == 0) --z;
+        torn = z == off || (z < end && (z + kSectorBytes - 1) / kSectorBytes * kSectorBytes < end);
       }
       if (!torn) throw CorruptionError(seg.path, off, why);
       report.tornTail = true;
@@ -413,12 +415,12 @@ struct SegmentedLog::Impl {
     uint32_t mlen = get32(h + 12);
     uint64_t dlen = get64(h + 40), dhash = get64(h + 48);
     if (mlen > (1u << 24) || kSnapFixedBytes + mlen + 8 > size)
-      throw CorruptionError(p, 12, "bad snapshot header");
+      throw CorruptionError(p, 0, "bad snapshot header (membership length)");
     std::vector<uint8_t> hdr(kSnapFixedBytes + mlen + 8);
     if (f->pread(hdr.data(), hdr.size(), 0) != hdr.size())
       throw CorruptionError(p, 0, "snapshot is short");
     if (get64(hdr.data() + kSnapFixedBytes + mlen) != hash64(hdr.data(), kSnapFixedBytes + mlen))
-      throw CorruptionError(p, kSnapFixedBytes + mlen, "bad snapshot header checksum");
+      throw CorruptionError(p, 0, "bad snapshot header checksum");
     uint64_t dataOff = hdr.size();
     if (size != dataOff + dlen)
       throw CorruptionError(p, dataOff, "snapshot data is " + std::to_string(size - dataOff) +

@@ -34,6 +34,8 @@ class FaultFileSystem final : public FileSystem {
   // One recorded operation.
   struct Rec {
     enum Kind { Create, Write, Truncate, Sync, Rename, Remove, SyncDir, Marker } kind;
+    Rec(Kind k, int i = -1, std::string p = {}, std::string t = {})
+        : kind(k), inode(i), path(std::move(p)), to(std::move(t)) {}
     int inode = -1;
     std::string path, to;
     uint64_t offset = 0;  // Write: offset; Truncate: size
@@ -55,7 +57,10 @@ class FaultFileSystem final : public FileSystem {
 
   // ---- fault injection ----
   // The n-th sync() or syncDir() from now on (1 = the next) fails with EIO.
-  void failSyncAfter(int n) { failIn_ = n; }
+  void failSyncAfter(int n) {
+    std::lock_guard<std::mutex> lk(mu_);
+    failIn_ = n;
+  }
 
   // ---- FileSystem ----
   std::unique_ptr<File> open(const std::string& path, bool create) override;
@@ -320,7 +325,7 @@ inline std::vector<FaultFileSystem::CrashState> FaultFileSystem::crashStates(
                               std::to_string(pendingWrites.size()) + " unsynced ones lost",
                           dirAll, {pendingWrites[k]}, nullptr, 0));
     if (pendingWrites.size() > 1) {
-      // Only the newest write of each file made it.
+      // Only the newest unsynced write made it.
       std::set<const Rec*> skip(pendingWrites.begin(), pendingWrites.end() - 1);
       out.push_back(build("only the last unsynced write kept", dirAll, skip, nullptr, 0));
     }
