@@ -564,6 +564,11 @@ void Consensus::Impl::stepLeader(const Message& m) {
       if (!pr) break;
       pr->recentActive = true;
       pr->probeSent = false;
+      // The answers to a full window of Appends may all have been lost (§5.5: the network
+      // loses messages): free one slot so that one more Append goes out, whose answer shows
+      // where the follower is (etcd-io/raft does the same). Without this a follower whose
+      // answers were lost while the window was full was never sent anything again.
+      if (pr->state == Progress::State::Replicate && pr->inflights.full()) pr->inflights.freeFirstOne();
       if (pr->state == Progress::State::Snapshot && pr->snapshotTicks >= 2 * cfg_.electionTicks) {
         pr->becomeProbe();  // the snapshot was lost or refused: try again from a probe
       }

@@ -27,6 +27,12 @@ class Inflights {
       --count_;
     }
   }
+  // Frees the oldest Append, whatever its index.
+  void freeFirstOne() {
+    if (count_ == 0) return;
+    start_ = (start_ + 1) % ring_.size();
+    --count_;
+  }
   void reset() { start_ = count_ = 0; }
 
  private:
