@@ -93,7 +93,11 @@ class Bytes {
     size_t size;
     uint8_t* bytes() noexcept { return reinterpret_cast<uint8_t*>(this + 1); }
   };
-  void release() noexcept;
+  void release() noexcept {
+    if (rep_ && --rep_->refs == 0) destroy(rep_);
+    rep_ = nullptr;
+  }
+  static void destroy(Rep* rep) noexcept;
   Rep* rep_ = nullptr;
 };
 

@@ -98,7 +98,7 @@ class Consensus::Impl {
   void broadcastAppend();
   void broadcastHeartbeat(uint64_t context);
   bool maybeCommit();
-  bool appendLeaderEntry(EntryType type, Bytes data);
+  Index appendLeaderEntry(EntryType type, Bytes&& data);
   void abortTransfer() { transferTarget_ = kNoNode; }
 
   // Reads (§6.4)
@@ -174,6 +174,7 @@ Consensus::Impl::Impl(const Config& config, const Log& log)
     applied_ = applied;
   }
   resetPeers();
+  for (Outbox* o : {&now_[0], &now_[1], &after_[0], &after_[1]}) o->reserve(2 * peers_.size());
   becomeFollower(term_, kNoNode);
 }
 
@@ -196,6 +197,10 @@ void Consensus::Impl::resetPeers() {
     }
   }
   peers_ = std::move(next);
+  for (Peer& p : peers_) {
+    p.incoming = std::binary_search(membership_.voters.begin(), membership_.voters.end(), p.id);
+    p.outgoing = std::binary_search(membership_.outgoing.begin(), membership_.outgoing.end(), p.id);
+  }
 }
 
 void Consensus::Impl::resetRandomizedTimeout() {
@@ -219,6 +224,7 @@ void Consensus::Impl::becomeFollower(Term term, NodeId leader) {
   reads_.clear();
   readsHead_ = 0;
   readsWaitingForCommit_.clear();
+  readRoundSent_ = readRound_;
   broadcastPending_ = false;
 }
 
@@ -264,8 +270,7 @@ void Consensus::Impl::becomeLeader() {
   // own, so it appends a no-op at the start of its term. No membership change may be
   // proposed before that entry is applied (a leader appends no configuration entry before
   // committing one of its own term, diss. §4.1 as corrected in 2015).
-  appendLeaderEntry(EntryType::Normal, Bytes());
-  pendingMembershipIndex_ = log_.lastIndex();
+  pendingMembershipIndex_ = appendLeaderEntry(EntryType::Normal, Bytes());
   broadcastAppend();
 }
 
@@ -296,7 +301,7 @@ void Consensus::Impl::campaign(Campaign kind) {
 void Consensus::Impl::poll(NodeId from, bool granted) {
   if (Peer* p = peer(from); p && p->vote == Peer::Vote::None)
     p->vote = granted ? Peer::Vote::Granted : Peer::Vote::Rejected;
-  VoteResult r = Quorum::vote(membership_, [&](NodeId id) { return peer(id)->vote; });
+  VoteResult r = Quorum::vote(peers_, membership_.joint(), [](const Peer& p) { return p.vote; });
   if (r == VoteResult::Won) {
     if (role_ == Role::PreCandidate) {
       campaign(Campaign::Election);
@@ -328,8 +333,8 @@ void Consensus::Impl::tick() {
     // §6.2 (diss.): "a leader steps down if an election timeout elapses without a successful
     // round of heartbeats to a majority of its cluster".
     if (cfg_.checkQuorum) {
-      VoteResult r = Quorum::vote(membership_, [&](NodeId id) {
-        return id == cfg_.id || peer(id)->recentActive ? Peer::Vote::Granted : Peer::Vote::Rejected;
+      VoteResult r = Quorum::vote(peers_, membership_.joint(), [&](const Peer& p) {
+        return p.id == cfg_.id || p.recentActive ? Peer::Vote::Granted : Peer::Vote::Rejected;
       });
       for (Peer& p : peers_) p.recentActive = false;
       if (r != VoteResult::Won) {
@@ -572,6 +577,10 @@ void Consensus::Impl::stepLeader(const Message& m) {
       if (pr->state == Progress::State::Snapshot && pr->snapshotTicks >= 2 * cfg_.electionTicks) {
         pr->becomeProbe();  // the snapshot was lost or refused: try again from a probe
       }
+      // A follower that answers heartbeats but whose window of Appends stays full lost them
+      // (or their answers): nothing else would free the window, and it would never hear from
+      // us again (§10.2.2 diss. pipelining; found by keel-sim). Probe again from its match.
+      if (pr->state == Progress::State::Replicate && pr->inflights.full()) pr->becomeProbe();
       if (pr->match < log_.lastIndex()) sendAppend(*pr, true);
       if (m.context > pr->readAck) {
         pr->readAck = m.context;
@@ -684,7 +693,7 @@ void Consensus::Impl::broadcastHeartbeat(uint64_t context) {
 }
 
 bool Consensus::Impl::maybeCommit() {
-  Index q{Quorum::committed(membership_, [&](NodeId id) { return peer(id)->match.value; })};
+  Index q{Quorum::committed(peers_, membership_.joint(), [](const Peer& p) { return p.match.value; })};
   if (q <= log_.committed) return false;
   // §5.4.2: "Raft never commits log entries from previous terms by counting replicas. Only
   // log entries from the leader's current term are committed by counting replicas".
@@ -695,12 +704,10 @@ bool Consensus::Impl::maybeCommit() {
   return true;
 }
 
-bool Consensus::Impl::appendLeaderEntry(EntryType type, Bytes data) {
-  Index index = log_.lastIndex().next();
+Index Consensus::Impl::appendLeaderEntry(EntryType type, Bytes&& data) {
   uncommittedBytes_ += data.size();
-  log_.append(Entry{term_, index, type, std::move(data)});
   broadcastPending_ = true;
-  return true;
+  return log_.appendNext(term_, type, std::move(data));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -726,9 +733,8 @@ Result Consensus::Impl::propose(Bytes data, EntryType type) {
     r.refusal = Refusal::Dropped;
     return r;
   }
-  appendLeaderEntry(type, std::move(data));
+  r.index = appendLeaderEntry(type, std::move(data));
   r.leader = cfg_.id;
-  r.index = log_.lastIndex();
   r.term = term_;
   return r;
 }
@@ -834,8 +840,8 @@ void Consensus::Impl::answerRead(NodeId from, uint64_t context, Index index) {
 }
 
 void Consensus::Impl::releaseReads() {
-  uint64_t acked = Quorum::committed(membership_, [&](NodeId id) {
-    return id == cfg_.id ? readRound_ : peer(id)->readAck;
+  uint64_t acked = Quorum::committed(peers_, membership_.joint(), [&](const Peer& p) {
+    return p.id == cfg_.id ? readRound_ : p.readAck;
   });
   while (readsHead_ < reads_.size() && reads_[readsHead_].round <= acked) {
     const PendingRead& r = reads_[readsHead_++];
@@ -890,8 +896,7 @@ bool Consensus::Impl::leaveJointIfApplied() {
   Membership leave;
   leave.voters = membership_.voters;
   leave.learners = membership_.learners;
-  appendLeaderEntry(EntryType::Membership, leave.encode());
-  pendingMembershipIndex_ = log_.lastIndex();
+  pendingMembershipIndex_ = appendLeaderEntry(EntryType::Membership, leave.encode());
   return true;
 }
 
@@ -927,10 +932,10 @@ void Consensus::Impl::applyMembership(const Membership& m) {
 
 bool Consensus::Impl::hasReady() const {
   if (readyOutstanding_) return false;
-  HardState hs{term_, vote_, log_.committed};
-  return hs != prevHardState_ || log_.hasUnstable() || now_[cur_].size() || after_[cur_].size() ||
-         !readStates_[cur_].empty() || log_.committed > applied_ || broadcastPending_ ||
-         (role_ == Role::Leader && readRound_ != readRoundSent_);
+  if (log_.hasUnstable() || log_.committed > applied_ || broadcastPending_ || now_[cur_].size() ||
+      after_[cur_].size() || !readStates_[cur_].empty() || readRound_ != readRoundSent_)
+    return true;
+  return HardState{term_, vote_, log_.committed} != prevHardState_;
 }
 
 const Ready& Consensus::Impl::ready() {
@@ -943,10 +948,17 @@ const Ready& Consensus::Impl::ready() {
     }
   }
   broadcastPending_ = false;
-  ready_ = Ready{};
+  ready_.hardState.reset();
+  log_.handOff();
+  if (role_ == Role::Leader && peers_.size() == 1) {
+    // A cluster of one: nothing ever leaves this node, and the driver makes this Ready's
+    // entries durable before it applies any of them, so they may count as replicated now.
+    // (With any other member this would let a commit index escape before the write.)
+    self().match = log_.lastIndex();
+    if (maybeCommit()) startReadsWaitingForCommit();
+  }
   HardState hs{term_, vote_, log_.committed};
   if (hs != prevHardState_) ready_.hardState = hs;
-  log_.handOff();
   ready_.entries = log_.persistingEntries();
   ready_.snapshot = log_.persistingSnapshot();
   if (ready_.snapshot) {
@@ -954,9 +966,16 @@ const Ready& Consensus::Impl::ready() {
     applyMembership(ready_.snapshot->meta.membership);
   }
   committedBuf_.clear();
+  ready_.committed = {};
   if (log_.committed > applied_) {
-    log_.entries(applied_.next(), log_.committed.next(), kMaxCommittedBytesPerReady, committedBuf_);
-    for (const Entry& e : committedBuf_) {
+    // Committed entries that this very Ready persists need no copy (a leader of one, or a
+    // follower that hears of the commit with the entries).
+    ready_.committed = log_.persistingSpan(applied_.next(), log_.committed.next());
+    if (ready_.committed.empty()) {
+      log_.entries(applied_.next(), log_.committed.next(), kMaxCommittedBytesPerReady, committedBuf_);
+      ready_.committed = committedBuf_;
+    }
+    for (const Entry& e : ready_.committed) {
       applied_ = e.index;
       if (role_ == Role::Leader && e.term == term_)
         uncommittedBytes_ -= std::min<uint64_t>(uncommittedBytes_, e.data.size());
@@ -969,7 +988,6 @@ const Ready& Consensus::Impl::ready() {
     // cluster stayed joint forever and refused every later change.
     leaveJointIfApplied();
   }
-  ready_.committed = committedBuf_;
   ready_.messages = now_[cur_].span();
   ready_.messagesAfterPersist = after_[cur_].span();
   ready_.readStates = readStates_[cur_];
@@ -987,7 +1005,6 @@ void Consensus::Impl::advance() {
   after_[out].clear();
   readStates_[out].clear();
   readyOutstanding_ = false;
-  ready_ = Ready{};
   if (role_ == Role::Leader) {
     // The leader's own entries count towards a majority once they are durable (§10.2.1 diss.).
     Peer& me = self();

@@ -31,7 +31,7 @@ void MemoryLog::append(std::span<const Entry> es) {
   if (first < firstIndex() || first > lastIndex().next())
     throw std::invalid_argument("MemoryLog::append: entries start at " + toString(first) +
                                 ", the log holds " + toString(firstIndex()) + ".." + toString(lastIndex()));
-  entries_.resize(first - firstIndex());
+  if (first <= lastIndex()) entries_.resize(first - firstIndex());  // a conflicting suffix goes
   entries_.insert(entries_.end(), es.begin(), es.end());
 }
 

@@ -11,13 +11,18 @@ namespace keel {
 
 class Outbox {
  public:
+  void reserve(size_t n) { slots_.reserve(n); }
+  // A message with every field at its default (entries empty, their capacity kept).
   Message& add() {
-    if (size_ == slots_.size()) slots_.emplace_back();
+    if (size_ == slots_.size()) return slots_.emplace_back(), slots_[size_++];
     Message& m = slots_[size_++];
-    std::vector<Entry> entries = std::move(m.entries);  // keep the capacity
-    m = Message{};
-    m.entries = std::move(entries);
-    return m;
+    m.type = MessageType::Append;
+    m.from = m.to = NodeId{};
+    m.term = m.logTerm = m.hintTerm = Term{};
+    m.index = m.commit = m.hintIndex = Index{};
+    m.reject = m.transfer = false;
+    m.context = 0;
+    return m;  // entries and snapshot were cleared by clear()
   }
   size_t size() const { return size_; }
   std::span<const Message> span() const { return {slots_.data(), size_}; }

@@ -83,14 +83,6 @@ std::pair<Index, Term> RaftLog::findConflictByTerm(Index i, Term t) const {
   }
 }
 
-void RaftLog::append(Entry&& e) {
-  if (active(unstable_) && e.index == unstable_.last().next()) {
-    unstable_.entries.push_back(std::move(e));
-    return;
-  }
-  append(std::span<const Entry>(&e, 1));
-}
-
 void RaftLog::append(std::span<const Entry> es) {
   if (es.empty()) return;
   Index first = es.front().index;

@@ -45,7 +45,13 @@ class RaftLog {
   // Appends entries whose first index is in [firstIndex(), lastIndex() + 1], replacing any
   // suffix from there on.
   void append(std::span<const Entry> entries);
-  void append(Entry&& e);
+  // The leader's path: appends one entry just past the end and returns its index.
+  Index appendNext(Term term, EntryType type, Bytes&& data) {
+    Index index = unstable_.entries.empty() ? lastIndex().next() : unstable_.last().next();
+    if (!active(unstable_)) unstable_.offset = index;
+    unstable_.entries.push_back(Entry{term, index, type, std::move(data)});
+    return index;
+  }
   // The follower's AppendEntries rule (§5.3): skips entries already present with the same
   // term, truncates at the first conflict and appends the rest. Returns the index of the first
   // conflicting entry, or none.
@@ -60,6 +66,13 @@ class RaftLog {
   // Moves unstable into persisting; requires nothing persisting.
   void handOff();
   std::span<const Entry> persistingEntries() const { return persisting_.entries; }
+  // The entries [lo, hi) when they all lie in the persisting layer (no copy), else empty.
+  std::span<const Entry> persistingSpan(Index lo, Index hi) const {
+    if (lo >= hi || persisting_.entries.empty() || lo < persisting_.offset || hi.prev() > persisting_.last() ||
+        (active(unstable_) && hi > unstable_.offset))
+      return {};
+    return std::span<const Entry>(persisting_.entries).subspan(lo - persisting_.offset, hi - lo);
+  }
   const Snapshot* persistingSnapshot() const { return persisting_.snapshot.get(); }
   // The driver has written persisting; drop it.
   void persisted();

@@ -4,6 +4,7 @@
 
 #include <keel/consensus.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -13,10 +14,11 @@ namespace keel {
 // of the Replicate state. Allocated once, when the peer is added.
 class Inflights {
  public:
-  explicit Inflights(uint32_t capacity) : ring_(capacity ? capacity : 1) {}
-  bool full() const { return count_ == ring_.size(); }
+  explicit Inflights(uint32_t capacity) : capacity_(capacity ? capacity : 1) {}
+  bool full() const { return count_ == capacity_; }
   uint32_t count() const { return count_; }
   void add(Index last) {
+    if (count_ == ring_.size()) grow();
     ring_[(start_ + count_) % ring_.size()] = last;
     ++count_;
   }
@@ -36,6 +38,14 @@ class Inflights {
   void reset() { start_ = count_ = 0; }
 
  private:
+  // The ring grows on demand up to the capacity (most followers never need the whole window).
+  void grow() {
+    std::vector<Index> bigger(std::min<size_t>(capacity_, std::max<size_t>(4, ring_.size() * 2)));
+    for (uint32_t i = 0; i < count_; ++i) bigger[i] = ring_[(start_ + i) % ring_.size()];
+    ring_ = std::move(bigger);
+    start_ = 0;
+  }
+  uint32_t capacity_;
   std::vector<Index> ring_;
   uint32_t start_ = 0;
   uint32_t count_ = 0;
@@ -53,6 +63,8 @@ struct Peer {
   bool recentActive = false;    // heard from within the last election timeout (§6.2)
   uint64_t readAck = 0;         // highest read round acknowledged
   enum class Vote : uint8_t { None, Granted, Rejected } vote = Vote::None;
+  bool incoming = false;        // a voter of the (incoming) configuration
+  bool outgoing = false;        // a voter of the outgoing configuration (joint consensus)
   Inflights inflights;
 
   bool paused() const;
@@ -67,60 +79,65 @@ struct Peer {
 
 enum class VoteResult : uint8_t { Pending, Won, Lost };
 
-// The quorum arithmetic. A joint configuration needs both majorities (§6).
+// The quorum arithmetic over the peers' flags `incoming` and `outgoing` (their membership in
+// the voters and, during a joint configuration, the outgoing voters). A joint configuration
+// needs a majority of both (§6).
 class Quorum {
  public:
-  // The highest value a majority of `voters` has reached; `valueOf(id)` gives each voter's.
+  // The highest value a majority has reached; valueOf(peer) gives each voter's.
   template <typename F>
-  static uint64_t committed(const std::vector<NodeId>& voters, F&& valueOf);
-  template <typename F>
-  static uint64_t committed(const Membership& m, F&& valueOf) {
-    uint64_t in = committed(m.voters, valueOf);
-    return m.joint() ? std::min(in, committed(m.outgoing, valueOf)) : in;
+  static uint64_t committed(const std::vector<Peer>& peers, bool joint, F&& valueOf) {
+    uint64_t in = committedHalf(peers, &Peer::incoming, valueOf);
+    return joint ? std::min(in, committedHalf(peers, &Peer::outgoing, valueOf)) : in;
   }
+  // The outcome of an election; voteOf(peer) gives each voter's vote.
   template <typename F>
-  static VoteResult vote(const std::vector<NodeId>& voters, F&& voteOf);
-  template <typename F>
-  static VoteResult vote(const Membership& m, F&& voteOf) {
-    VoteResult in = vote(m.voters, voteOf);
-    if (!m.joint()) return in;
-    VoteResult out = vote(m.outgoing, voteOf);
+  static VoteResult vote(const std::vector<Peer>& peers, bool joint, F&& voteOf) {
+    VoteResult in = voteHalf(peers, &Peer::incoming, voteOf);
+    if (!joint) return in;
+    VoteResult out = voteHalf(peers, &Peer::outgoing, voteOf);
     if (in == out) return in;
     if (in == VoteResult::Lost || out == VoteResult::Lost) return VoteResult::Lost;
     return VoteResult::Pending;
   }
-};
 
-template <typename F>
-uint64_t Quorum::committed(const std::vector<NodeId>& voters, F&& valueOf) {
-  size_t n = voters.size();
-  if (n == 0) return ~uint64_t{0};  // an empty half of a joint config constrains nothing
-  uint64_t stack[16];
-  std::vector<uint64_t> heap;
-  uint64_t* v = stack;
-  if (n > 16) { heap.resize(n); v = heap.data(); }
-  for (size_t i = 0; i < n; ++i) v[i] = valueOf(voters[i]);
-  // The (n/2+1)-th largest value is reached by a majority. Insertion sort: n is small.
-  for (size_t i = 1; i < n; ++i)
-    for (size_t j = i; j > 0 && v[j - 1] < v[j]; --j) std::swap(v[j - 1], v[j]);
-  return v[n / 2];
-}
-
-template <typename F>
-VoteResult Quorum::vote(const std::vector<NodeId>& voters, F&& voteOf) {
-  if (voters.empty()) return VoteResult::Won;
-  size_t granted = 0, missing = 0;
-  for (NodeId id : voters) {
-    switch (voteOf(id)) {
-      case Peer::Vote::Granted: ++granted; break;
-      case Peer::Vote::None: ++missing; break;
-      case Peer::Vote::Rejected: break;
+ private:
+  template <typename F>
+  static uint64_t committedHalf(const std::vector<Peer>& peers, bool Peer::*member, F& valueOf) {
+    uint64_t stack[16];
+    std::vector<uint64_t> heap;
+    uint64_t* v = stack;
+    if (peers.size() > 16) {
+      heap.resize(peers.size());
+      v = heap.data();
     }
+    size_t n = 0;
+    for (const Peer& p : peers)
+      if (p.*member) v[n++] = valueOf(p);
+    if (n == 0) return ~uint64_t{0};  // an empty half constrains nothing
+    // The (n/2+1)-th largest value is reached by a majority. Insertion sort: n is small.
+    for (size_t i = 1; i < n; ++i)
+      for (size_t j = i; j > 0 && v[j - 1] < v[j]; --j) std::swap(v[j - 1], v[j]);
+    return v[n / 2];
   }
-  size_t q = voters.size() / 2 + 1;
-  if (granted >= q) return VoteResult::Won;
-  if (granted + missing >= q) return VoteResult::Pending;
-  return VoteResult::Lost;
-}
+  template <typename F>
+  static VoteResult voteHalf(const std::vector<Peer>& peers, bool Peer::*member, F& voteOf) {
+    size_t voters = 0, granted = 0, missing = 0;
+    for (const Peer& p : peers) {
+      if (!(p.*member)) continue;
+      ++voters;
+      switch (voteOf(p)) {
+        case Peer::Vote::Granted: ++granted; break;
+        case Peer::Vote::None: ++missing; break;
+        case Peer::Vote::Rejected: break;
+      }
+    }
+    if (voters == 0) return VoteResult::Won;
+    size_t q = voters / 2 + 1;
+    if (granted >= q) return VoteResult::Won;
+    if (granted + missing >= q) return VoteResult::Pending;
+    return VoteResult::Lost;
+  }
+};
 
 }  // namespace keel

@@ -20,10 +20,7 @@ Bytes Bytes::uninitialized(size_t size) {
   return b;
 }
 
-void Bytes::release() noexcept {
-  if (rep_ && --rep_->refs == 0) ::operator delete(rep_);
-  rep_ = nullptr;
-}
+void Bytes::destroy(Rep* rep) noexcept { ::operator delete(rep); }
 
 std::string toString(Term t) { return "t" + std::to_string(t.value); }
 std::string toString(Index i) { return "i" + std::to_string(i.value); }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# W1 (core-steady) and W2 (core-fresh) of ../shared/bench/WORKLOADS.md: keel's consensus
+# module against etcd's raft core, in one run on this machine.
+#   bench/compare-core.sh [--reps N] [--write-docs]
+# Prints a table and one RESULT line per row; lower _us is better; ratio = peer / keel.
+# With --write-docs, replaces the "core" section of docs/benchmarks.md with this run's output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps=5
+write_docs=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) reps=$2; shift 2 ;;
+    --write-docs) write_docs=1; shift ;;
+    *) echo "usage: $0 [--reps N] [--write-docs]" >&2; exit 2 ;;
+  esac
+done
+peer=../shared/peers/etcd-raft-core/run.sh
+[ -x "$peer" ] || { echo "compare-core: $peer not found (run from a checkout beside shared/)" >&2; exit 2; }
+. scripts/deps.sh
+keel_install_deps
+cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_FAULTS=OFF -DKEEL_BENCH=ON "-DKEEL_PARTS=src/core;bench" >/dev/null
+ninja -C build/bench keel-core-bench >/dev/null
+bench=build/bench/bench/keel-core-bench
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# keel: the median over $reps repetitions of Google Benchmark's wall time per iteration.
+keel_us() {  # filter divisor
+  "$bench" --benchmark_filter="$1" --benchmark_repetitions="$reps" --benchmark_min_time=0.3 \
+    --benchmark_report_aggregates_only=true --benchmark_format=csv 2>/dev/null |
+    awk -F, -v d="$2" '$1 ~ /_median"?$/ {printf "%.4f\n", $3 / d / 1000}'
+}
+# etcd raft: the median of $reps runs of its own timer.
+peer_us() {  # args...
+  for _ in $(seq "$reps"); do "$peer" "$@" | sed -n 's/.*: \([0-9.]*\) us\/op.*/\1/p'; done | median
+}
+
+rows=()
+row() {  # workload nodes batch keel_us peer_us
+  local ratio
+  ratio=$(awk -v p="$5" -v k="$4" 'BEGIN {printf "%.1f", p / k}')
+  rows+=("$1 $2 $3 $4 $5 $ratio")
+}
+declare -A ops1=([1]=300000 [3]=60000 [5]=40000 [7]=30000)
+declare -A ops100=([1]=600000 [3]=150000 [5]=60000 [7]=50000)
+for n in 1 3 5 7; do
+  row W1 "$n" 1 "$(keel_us "^W1/nodes:$n/batch:1/" 1)" "$(peer_us -nodes "$n" -ops "${ops1[$n]}")"
+  row W1 "$n" 100 "$(keel_us "^W1/nodes:$n/batch:100/" 100)" "$(peer_us -nodes "$n" -ops "${ops100[$n]}" -batch 100)"
+done
+declare -A opsf=([1]=20000 [7]=1000)
+for n in 1 7; do
+  row W2 "$n" 1 "$(keel_us "^W2/nodes:$n/" 1)" "$(peer_us -nodes "$n" -ops "${opsf[$n]}" -fresh)"
+done
+
+cpu=$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo)
+report() {
+  echo "keel consensus core vs etcd raft core ($(date -u +%Y-%m-%d), $(nproc) cores, $cpu)"
+  echo "median of $reps repetitions each; microseconds per proposal (W1) or per fresh cluster (W2)"
+  echo
+  printf '| %-8s | %5s | %5s | %10s | %10s | %8s |\n' workload nodes batch keel_us etcd_us ratio
+  printf '|----------|-------|-------|------------|------------|----------|\n'
+  for r in "${rows[@]}"; do
+    set -- $r
+    printf '| %-8s | %5s | %5s | %10s | %10s | %7sx |\n' "$1" "$2" "$3" "$4" "$5" "$6"
+  done
+  echo
+  for r in "${rows[@]}"; do
+    set -- $r
+    echo "RESULT workload=$1 nodes=$2 batch=$3 keel_us=$4 peer_us=$5 ratio=$6"
+  done
+}
+out=$(report)
+echo "$out"
+if [ "$write_docs" = 1 ]; then
+  doc=docs/benchmarks.md
+  [ -f "$doc" ] || printf '# Benchmarks\n' > "$doc"
+  section=$(printf '<!-- core:begin (written by bench/compare-core.sh --write-docs) -->\n## W1 core-steady and W2 core-fresh\n\nCommand: `bench/compare-core.sh --reps %s --write-docs`\n\n```\n%s\n```\n<!-- core:end -->' "$reps" "$out")
+  python3 - "$doc" "$section" <<'PY'
+import re, sys
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+pat = re.compile(r'<!-- core:begin.*?<!-- core:end -->', re.S)
+text = pat.sub(lambda m: section, text) if pat.search(text) else text.rstrip('\n') + '\n\n' + section + '\n'
+open(path, 'w').write(text)
+PY
+  echo "wrote $doc"
+fi
