@@ -174,7 +174,7 @@ Consensus::Impl::Impl(const Config& config, const Log& log)
     applied_ = applied;
   }
   resetPeers();
-  for (Outbox* o : {&now_[0], &now_[1], &after_[0], &after_[1]}) o->reserve(2 * peers_.size());
+  for (Outbox* o : {&now_[0], &now_[1], &after_[0], &after_[1]}) o->expect(peers_.size());
   becomeFollower(term_, kNoNode);
 }
 

@@ -11,10 +11,14 @@ namespace keel {
 
 class Outbox {
  public:
-  void reserve(size_t n) { slots_.reserve(n); }
+  // The first message reserves room for `n` (one per peer is typical for a round).
+  void expect(size_t n) { expected_ = n; }
   // A message with every field at its default (entries empty, their capacity kept).
   Message& add() {
-    if (size_ == slots_.size()) return slots_.emplace_back(), slots_[size_++];
+    if (size_ == slots_.size()) {
+      if (slots_.empty()) slots_.reserve(expected_);
+      return slots_.emplace_back(), slots_[size_++];
+    }
     Message& m = slots_[size_++];
     m.type = MessageType::Append;
     m.from = m.to = NodeId{};
@@ -37,6 +41,7 @@ class Outbox {
  private:
   std::vector<Message> slots_;
   size_t size_ = 0;
+  size_t expected_ = 4;
 };
 
 }  // namespace keel
