@@ -1,0 +1,486 @@
+// keel: the client library (include/keel/client.h).
+#include <keel/client.h>
+#include <keel/kv.h>
+
+#include <raft.capnp.h>
+#include <client.capnp.h>
+
+#include <capnp/rpc-twoparty.h>
+
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+
+namespace keel {
+
+const char* toString(ClientError e) noexcept {
+  switch (e) {
+    case ClientError::None: return "ok";
+    case ClientError::Timeout: return "timeout";
+    case ClientError::UnknownOutcome: return "unknown outcome";
+    case ClientError::NotFound: return "not found";
+    case ClientError::CompareFailed: return "compare failed";
+    case ClientError::Unavailable: return "unavailable";
+    case ClientError::TooLarge: return "too large";
+    case ClientError::Rejected: return "rejected";
+  }
+  return "?";
+}
+
+namespace {
+
+// What one attempt at one node came back with.
+struct Reply {
+  wire::Status status = wire::Status::OK;
+  std::string result;
+  std::string leaderAddress;
+};
+
+kj::ArrayPtr<const kj::byte> bytesOf(const std::string& s) {
+  return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+std::string strOf(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
+
+template <typename T>
+Outcome<T> fail(ClientError e, std::string detail) {
+  Outcome<T> o;
+  o.error = e;
+  o.detail = std::move(detail);
+  return o;
+}
+
+}  // namespace
+
+struct Client::Impl {
+  using Sender = std::function<kj::Promise<Reply>(wire::Node::Client& node, uint32_t remainingMs)>;
+
+  struct Conn {
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<capnp::TwoPartyClient> rpc;
+    wire::Node::Client cap = nullptr;
+  };
+
+  Options options;
+  std::optional<kj::AsyncIoContext> ownIo;
+  kj::AsyncIoContext* io;
+  kj::Timer* timer;
+  std::map<std::string, kj::Own<Conn>> conns;
+  std::string leader;  // the address believed to lead; empty: unknown
+  size_t next = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  // The key-value session.
+  uint64_t clientId = 0;
+  uint64_t nextSeq = 1;
+  std::set<uint64_t> outstanding;
+  kj::Maybe<kj::ForkedPromise<Outcome<uint64_t>>> registering;
+  kj::Own<kj::TaskSet> dropTasks;
+
+  struct Errors final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } errors;
+
+  Impl(Options o, kj::AsyncIoContext* ctx) : options(std::move(o)) {
+    if (!ctx) {
+      ownIo.emplace(kj::setupAsyncIo());
+      ctx = &*ownIo;
+    }
+    io = ctx;
+    timer = &io->provider->getTimer();
+    dropTasks = kj::heap<kj::TaskSet>(errors);
+    KJ_REQUIRE(!options.addresses.empty(), "keel::Client needs at least one address");
+  }
+  ~Impl() {
+    dropTasks = nullptr;
+    conns.clear();
+  }
+
+  kj::Promise<wire::Node::Client> connect(const std::string& address) {
+    auto it = conns.find(address);
+    if (it != conns.end()) return it->second->cap;
+    size_t colon = address.rfind(':');
+    if (colon == std::string::npos) return KJ_EXCEPTION(FAILED, "bad address", address.c_str());
+    std::string host = address.substr(0, colon);
+    uint port = uint(std::stoul(address.substr(colon + 1)));
+    return io->provider->getNetwork()
+        .parseAddress(host, port)
+        .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+        .then([this, address](kj::Own<kj::AsyncIoStream> stream) {
+          auto c = kj::heap<Conn>();
+          c->stream = kj::mv(stream);
+          c->rpc = kj::heap<capnp::TwoPartyClient>(*c->stream);
+          c->cap = c->rpc->bootstrap().castAs<wire::Node>();
+          auto cap = c->cap;
+          conns[address] = kj::mv(c);
+          return cap;
+        });
+  }
+
+  void drop(const std::string& address) {
+    auto it = conns.find(address);
+    if (it == conns.end()) return;
+    // Destroy later: we may be inside one of its callbacks.
+    dropTasks->add(kj::evalLater([c = kj::mv(it->second)]() mutable { c = nullptr; }));
+    conns.erase(it);
+  }
+
+  std::string pick() {
+    if (!leader.empty()) return leader;
+    return options.addresses[next++ % options.addresses.size()];
+  }
+
+  kj::Promise<void> backoff(uint32_t attempt) {
+    uint64_t ms = std::min<uint64_t>(1000, 10ull << std::min<uint32_t>(attempt, 7));
+    std::uniform_real_distribution<double> jitter(0.5, 1.5);
+    return timer->afterDelay(uint64_t(double(ms) * jitter(rng)) * kj::MILLISECONDS);
+  }
+
+  // Sends through `send` to the leader (or any node), following redirects and retrying until
+  // the deadline. `idempotent`: a retry after an unknown outcome is safe (a session write, a
+  // read). `sent` records whether a non-idempotent write may have reached a node.
+  kj::Promise<Outcome<std::string>> request(Sender send, bool idempotent, kj::TimePoint deadline,
+                                            uint32_t attempt = 0, bool sent = false) {
+    auto now = timer->now();
+    if (now >= deadline) {
+      return sent ? fail<std::string>(ClientError::UnknownOutcome, "deadline passed; the write may have applied")
+                  : fail<std::string>(ClientError::Timeout, "deadline passed");
+    }
+    uint32_t remaining = uint32_t((deadline - now) / kj::MILLISECONDS);
+    if (remaining == 0) remaining = 1;
+    std::string address = pick();
+    auto retry = [this, send, idempotent, deadline, attempt](bool sentNow, bool wait) mutable
+        -> kj::Promise<Outcome<std::string>> {
+      if (!wait) return request(send, idempotent, deadline, attempt + 1, sentNow);
+      return backoff(attempt).then([this, send, idempotent, deadline, attempt, sentNow]() mutable {
+        return request(send, idempotent, deadline, attempt + 1, sentNow);
+      });
+    };
+    return connect(address)
+        .then([send, remaining](wire::Node::Client cap) mutable { return send(cap, remaining); })
+        .then(
+            [this, address, idempotent, sent, retry](Reply r) mutable -> kj::Promise<Outcome<std::string>> {
+              switch (r.status) {
+                case wire::Status::OK: {
+                  leader = address;
+                  Outcome<std::string> o;
+                  o.value = std::move(r.result);
+                  return o;
+                }
+                case wire::Status::NOT_LEADER:
+                  if (!r.leaderAddress.empty() && r.leaderAddress != address) {
+                    leader = r.leaderAddress;
+                    return retry(sent, false);
+                  }
+                  leader.clear();
+                  return retry(sent, true);
+                case wire::Status::UNAVAILABLE:
+                case wire::Status::DROPPED:
+                case wire::Status::CHANGE_PENDING:
+                  leader.clear();
+                  return retry(sent, true);
+                case wire::Status::TIMEOUT:
+                case wire::Status::UNKNOWN_OUTCOME:
+                  if (!idempotent) {
+                    return fail<std::string>(ClientError::UnknownOutcome,
+                                             "the write may or may not have applied");
+                  }
+                  leader.clear();
+                  return retry(sent, true);
+                case wire::Status::TOO_LARGE:
+                  return fail<std::string>(ClientError::TooLarge, "the command is larger than the server accepts");
+                case wire::Status::INVALID_CHANGE:
+                case wire::Status::UNKNOWN_NODE:
+                  return fail<std::string>(ClientError::Rejected, "refused by the leader (invalid change or unknown node)");
+              }
+              return fail<std::string>(ClientError::Rejected, "unexpected status");
+            },
+            [this, address, idempotent, sent, retry](kj::Exception&& e) mutable -> kj::Promise<Outcome<std::string>> {
+              drop(address);
+              leader.clear();
+              if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+                return fail<std::string>(ClientError::Rejected, e.getDescription().cStr());
+              }
+              // A connection lost after the call went out: a write may have reached the leader.
+              if (!idempotent) {
+                return fail<std::string>(ClientError::UnknownOutcome,
+                                         std::string("connection lost: ") + e.getDescription().cStr());
+              }
+              return retry(sent, true);
+            });
+  }
+
+  kj::TimePoint deadline() { return timer->now() + options.timeoutMs * kj::MILLISECONDS; }
+
+  static Sender proposer(std::string command) {
+    return [command = std::move(command)](wire::Node::Client& node, uint32_t ms) {
+      auto req = node.proposeRequest();
+      req.setCommand(bytesOf(command));
+      req.setTimeoutMs(ms);
+      return req.send().then([](capnp::Response<wire::Keel::ProposeResults>&& r) {
+        return Reply{r.getStatus(), strOf(r.getResult()), r.getRedirect().getLeaderAddress()};
+      });
+    };
+  }
+
+  static Sender querier(std::string query, Read read) {
+    return [query = std::move(query), read](wire::Node::Client& node, uint32_t ms) {
+      auto req = node.queryRequest();
+      req.setQuery(bytesOf(query));
+      req.setTimeoutMs(ms);
+      req.setConsistency(read == Read::Stale ? wire::Consistency::STALE : wire::Consistency::LINEARIZABLE);
+      return req.send().then([](capnp::Response<wire::Keel::QueryResults>&& r) {
+        return Reply{r.getStatus(), strOf(r.getResult()), r.getRedirect().getLeaderAddress()};
+      });
+    };
+  }
+
+  kj::Promise<Outcome<uint64_t>> session() {
+    if (!options.sessions) return Outcome<uint64_t>{};
+    if (clientId) {
+      Outcome<uint64_t> o;
+      o.value = clientId;
+      return o;
+    }
+    KJ_IF_MAYBE(f, registering) { return f->addBranch(); }
+    auto p = request(proposer(kv::encodeRegisterSession()), true, deadline())
+                 .then([this](Outcome<std::string> out) {
+                   registering = nullptr;
+                   if (!out.ok()) return fail<uint64_t>(out.error, out.detail);
+                   kv::Reply r;
+                   if (!kv::decodeReply(kv::Op::RegisterSession, out.value, r) || !r.ok()) {
+                     return fail<uint64_t>(ClientError::Rejected, "the cluster refused a session");
+                   }
+                   clientId = r.client;
+                   nextSeq = 1;
+                   outstanding.clear();
+                   Outcome<uint64_t> o;
+                   o.value = clientId;
+                   return o;
+                 })
+                 .fork();
+    auto branch = p.addBranch();
+    registering = kj::mv(p);
+    return branch;
+  }
+
+  // A key-value write: encode(session) -> decoded reply. Re-registers once if the session expired.
+  kj::Promise<Outcome<kv::Reply>> write(kv::Op op, std::function<std::string(kv::SessionRef)> encode,
+                                        bool again = true) {
+    return session().then([this, op, encode, again](Outcome<uint64_t> s) -> kj::Promise<Outcome<kv::Reply>> {
+      if (!s.ok()) return fail<kv::Reply>(s.error, s.detail);
+      kv::SessionRef ref;
+      if (options.sessions) {
+        ref.client = s.value;
+        ref.seq = nextSeq++;
+        outstanding.insert(ref.seq);
+        ref.ack = *outstanding.begin();
+      }
+      return request(proposer(encode(ref)), options.sessions, deadline())
+          .then([this, op, encode, again, ref](Outcome<std::string> out) -> kj::Promise<Outcome<kv::Reply>> {
+            outstanding.erase(ref.seq);
+            if (!out.ok()) return fail<kv::Reply>(out.error, out.detail);
+            Outcome<kv::Reply> o;
+            if (!kv::decodeReply(op, out.value, o.value)) {
+              return fail<kv::Reply>(ClientError::Rejected, "undecodable reply");
+            }
+            if (o.value.status == kv::Status::SessionExpired && again && ref.client == clientId) {
+              clientId = 0;  // never applied: register again and retry once
+              return write(op, encode, false);
+            }
+            return o;
+          });
+    });
+  }
+
+  kj::Promise<Outcome<kv::Reply>> read(kv::Op op, std::string q, Read how) {
+    return request(querier(std::move(q), how), true, deadline()).then([op](Outcome<std::string> out) {
+      if (!out.ok()) return fail<kv::Reply>(out.error, out.detail);
+      Outcome<kv::Reply> o;
+      if (!kv::decodeReply(op, out.value, o.value)) return fail<kv::Reply>(ClientError::Rejected, "undecodable reply");
+      return o;
+    });
+  }
+};
+
+namespace {
+
+ClientError errorOf(kv::Status s) {
+  switch (s) {
+    case kv::Status::Ok: return ClientError::None;
+    case kv::Status::NotFound: return ClientError::NotFound;
+    case kv::Status::CompareFailed: return ClientError::CompareFailed;
+    case kv::Status::SessionExpired: return ClientError::UnknownOutcome;
+    case kv::Status::Duplicate: return ClientError::UnknownOutcome;
+    case kv::Status::BadRequest: return ClientError::Rejected;
+  }
+  return ClientError::Rejected;
+}
+
+template <typename T>
+Outcome<T> fromKv(const Outcome<kv::Reply>& r, T value) {
+  if (!r.ok()) return fail<T>(r.error, r.detail);
+  if (!r.value.ok()) return fail<T>(errorOf(r.value.status), kv::toString(r.value.status));
+  Outcome<T> o;
+  o.value = std::move(value);
+  return o;
+}
+
+}  // namespace
+
+Client::Client(Options options) : impl_(std::make_unique<Impl>(std::move(options), nullptr)) {}
+Client::Client(Options options, kj::AsyncIoContext& io) : impl_(std::make_unique<Impl>(std::move(options), &io)) {}
+Client::~Client() = default;
+
+kj::WaitScope& Client::waitScope() { return impl_->io->waitScope; }
+
+kj::Promise<Outcome<std::string>> Client::proposeAsync(std::string command) {
+  return impl_->request(Impl::proposer(std::move(command)), false, impl_->deadline());
+}
+kj::Promise<Outcome<std::string>> Client::queryAsync(std::string query, Read read) {
+  return impl_->request(Impl::querier(std::move(query), read), true, impl_->deadline());
+}
+Outcome<std::string> Client::propose(std::string command) { return proposeAsync(std::move(command)).wait(waitScope()); }
+Outcome<std::string> Client::query(std::string q, Read read) { return queryAsync(std::move(q), read).wait(waitScope()); }
+
+kj::Promise<Outcome<bool>> Client::putAsync(std::string key, std::string value) {
+  return impl_->write(kv::Op::Put, [key, value](kv::SessionRef s) { return kv::encodePut(s, key, value); })
+      .then([](Outcome<kv::Reply> r) { return fromKv(r, true); });
+}
+kj::Promise<Outcome<std::string>> Client::getAsync(std::string key, Read read) {
+  return impl_->read(kv::Op::Get, kv::encodeGet(key), read).then([](Outcome<kv::Reply> r) {
+    std::string v = r.value.value;
+    return fromKv(r, std::move(v));
+  });
+}
+kj::Promise<Outcome<bool>> Client::delAsync(std::string key) {
+  return impl_->write(kv::Op::Delete, [key](kv::SessionRef s) { return kv::encodeDelete(s, key); })
+      .then([](Outcome<kv::Reply> r) { return fromKv(r, true); });
+}
+kj::Promise<Outcome<std::string>> Client::casAsync(std::string key, std::optional<std::string> expected,
+                                                    std::optional<std::string> value) {
+  return impl_
+      ->write(kv::Op::Cas,
+              [key, expected, value](kv::SessionRef s) {
+                std::optional<std::string_view> e, v;
+                if (expected) e = *expected;
+                if (value) v = *value;
+                return kv::encodeCas(s, key, e, v);
+              })
+      .then([](Outcome<kv::Reply> r) {
+        if (r.ok() && r.value.status == kv::Status::CompareFailed) {
+          auto o = fail<std::string>(ClientError::CompareFailed,
+                                     r.value.present ? "the current value differs" : "the key does not exist");
+          o.value = r.value.value;
+          return o;
+        }
+        return fromKv(r, std::string());
+      });
+}
+kj::Promise<Outcome<std::vector<std::pair<std::string, std::string>>>> Client::scanAsync(std::string start,
+                                                                                         std::string end,
+                                                                                         uint32_t limit, Read read) {
+  return impl_->read(kv::Op::Scan, kv::encodeScan(start, end, limit), read).then([](Outcome<kv::Reply> r) {
+    auto pairs = r.value.pairs;
+    return fromKv(r, std::move(pairs));
+  });
+}
+Outcome<bool> Client::put(std::string k, std::string v) { return putAsync(std::move(k), std::move(v)).wait(waitScope()); }
+Outcome<std::string> Client::get(std::string k, Read r) { return getAsync(std::move(k), r).wait(waitScope()); }
+Outcome<bool> Client::del(std::string k) { return delAsync(std::move(k)).wait(waitScope()); }
+Outcome<std::string> Client::cas(std::string k, std::optional<std::string> e, std::optional<std::string> v) {
+  return casAsync(std::move(k), std::move(e), std::move(v)).wait(waitScope());
+}
+Outcome<std::vector<std::pair<std::string, std::string>>> Client::scan(std::string a, std::string b, uint32_t limit,
+                                                                       Read r) {
+  return scanAsync(std::move(a), std::move(b), limit, r).wait(waitScope());
+}
+
+kj::Promise<Outcome<NodeInfo>> Client::statusAsync(std::string address) {
+  return impl_->connect(address)
+      .then([](wire::Node::Client cap) { return cap.statusRequest().send(); })
+      .then(
+          [](capnp::Response<wire::Keel::StatusResults>&& r) {
+            auto s = r.getStatus();
+            Outcome<NodeInfo> o;
+            NodeInfo& n = o.value;
+            n.id = s.getId();
+            n.address = s.getAddress();
+            n.role = s.getRole();
+            n.term = s.getTerm();
+            n.leader = s.getLeader();
+            n.commit = s.getCommit();
+            n.applied = s.getApplied();
+            n.lastIndex = s.getLastIndex();
+            n.firstIndex = s.getFirstIndex();
+            n.snapshotIndex = s.getSnapshotIndex();
+            n.httpAddress = s.getHttpAddress();
+            for (auto v : s.getVoters()) n.voters.push_back(v);
+            for (auto v : s.getLearners()) n.learners.push_back(v);
+            for (auto v : s.getOutgoing()) n.outgoing.push_back(v);
+            for (auto p : s.getPeers()) {
+              n.peers.push_back(NodeInfo::Peer{p.getId(), p.getAddress(), p.getState(), p.getMatch(), p.getNext(),
+                                               p.getLag(), p.getConnected()});
+            }
+            return o;
+          },
+          [this, address](kj::Exception&& e) {
+            impl_->drop(address);
+            return fail<NodeInfo>(ClientError::Unavailable, e.getDescription().cStr());
+          });
+}
+Outcome<NodeInfo> Client::status(std::string address) { return statusAsync(std::move(address)).wait(waitScope()); }
+
+Outcome<bool> Client::changeMembership(Change change, uint64_t node, std::string address) {
+  auto kind = change == Change::AddLearner ? wire::ChangeKind::ADD_LEARNER
+              : change == Change::AddVoter ? wire::ChangeKind::ADD_VOTER
+                                           : wire::ChangeKind::REMOVE;
+  Impl::Sender send = [kind, node, address](wire::Node::Client& cap, uint32_t ms) {
+    auto req = cap.changeMembershipRequest();
+    req.setKind(kind);
+    req.setNode(node);
+    req.setAddress(address);
+    req.setTimeoutMs(ms);
+    return req.send().then([](capnp::Response<wire::Keel::ChangeMembershipResults>&& r) {
+      return Reply{r.getStatus(), "", r.getRedirect().getLeaderAddress()};
+    });
+  };
+  auto out = impl_->request(send, true, impl_->deadline()).wait(waitScope());
+  if (!out.ok()) return fail<bool>(out.error, out.detail);
+  Outcome<bool> o;
+  o.value = true;
+  return o;
+}
+
+Outcome<uint64_t> Client::transferLeadership(uint64_t to) {
+  uint64_t leaderId = 0;
+  Impl::Sender send = [to, &leaderId](wire::Node::Client& cap, uint32_t ms) {
+    auto req = cap.transferLeadershipRequest();
+    req.setTo(to);
+    req.setTimeoutMs(ms);
+    return req.send().then([&leaderId](capnp::Response<wire::Keel::TransferLeadershipResults>&& r) {
+      leaderId = r.getRedirect().getLeader();
+      return Reply{r.getStatus(), "", r.getRedirect().getLeaderAddress()};
+    });
+  };
+  auto out = impl_->request(send, false, impl_->deadline()).wait(waitScope());
+  impl_->leader.clear();
+  if (!out.ok()) return fail<uint64_t>(out.error, out.detail);
+  Outcome<uint64_t> o;
+  o.value = leaderId;
+  return o;
+}
+
+Outcome<uint64_t> Client::snapshot(std::string address) {
+  return impl_->connect(address)
+      .then([](wire::Node::Client cap) { return cap.snapshotRequest().send(); })
+      .then(
+          [](capnp::Response<wire::Keel::SnapshotResults>&& r) {
+            Outcome<uint64_t> o;
+            o.value = r.getIndex();
+            return o;
+          },
+          [](kj::Exception&& e) { return fail<uint64_t>(ClientError::Unavailable, e.getDescription().cStr()); })
+      .wait(waitScope());
+}
+
+}  // namespace keel

@@ -1,0 +1,124 @@
+// keel: /metrics (Prometheus text format) and /status (JSON) over kj-http.
+#include "node.h"
+
+#include <capnp/compat/json.h>
+
+#include <cstdio>
+#include <sstream>
+
+namespace keel::server {
+
+namespace {
+
+constexpr uint64_t kFsyncBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                        100000, 250000, 1000000};
+
+class HttpService final : public kj::HttpService {
+ public:
+  HttpService(Node& node, const kj::HttpHeaderTable& table) : node_(node), table_(table) {}
+
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
+                            kj::AsyncInputStream& requestBody, Response& response) override {
+    std::string body, type = "text/plain; version=0.0.4";
+    uint status = 200;
+    kj::StringPtr text = "OK";
+    if (method != kj::HttpMethod::GET) {
+      status = 405, text = "Method Not Allowed", body = "only GET\n";
+    } else if (url == "/metrics") {
+      body = node_.metricsText();
+    } else if (url == "/status") {
+      body = node_.statusJson();
+      type = "application/json";
+    } else {
+      status = 404, text = "Not Found", body = "try /metrics or /status\n";
+    }
+    kj::HttpHeaders out(table_);
+    out.set(kj::HttpHeaderId::CONTENT_TYPE, kj::str(type.c_str()));
+    auto content = kj::heapString(body.data(), body.size());
+    auto stream = response.send(status, text, out, content.size());
+    auto promise = stream->write(content.begin(), content.size());
+    return promise.attach(kj::mv(stream), kj::mv(content));
+  }
+
+ private:
+  Node& node_;
+  const kj::HttpHeaderTable& table_;
+};
+
+}  // namespace
+
+kj::Promise<void> Node::serveHttp() {
+  std::string host;
+  uint16_t port;
+  splitAddress(options_.http, host, port);
+  return io_.provider->getNetwork().parseAddress(host, port).then([this](kj::Own<kj::NetworkAddress> addr) {
+    httpListener_ = addr->listen();
+    httpHeaders_ = kj::heap<kj::HttpHeaderTable>();
+    httpService_ = kj::heap<HttpService>(*this, *httpHeaders_);
+    httpServer_ = kj::heap<kj::HttpServer>(timer_, *httpHeaders_, *httpService_);
+    log("serving /metrics and /status on http://" + options_.http);
+    return httpServer_->listenHttp(*httpListener_);
+  });
+}
+
+std::string Node::statusJson() {
+  capnp::MallocMessageBuilder msg;
+  auto st = msg.initRoot<wire::NodeStatus>();
+  fillStatus(st);
+  capnp::JsonCodec json;
+  json.setPrettyPrint(true);
+  return std::string(json.encode(st.asReader()).cStr()) + "\n";
+}
+
+std::string Node::metricsText() {
+  std::ostringstream o;
+  auto gauge = [&](const char* name, const char* help, double v) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n" << name << " " << v << "\n";
+  };
+  auto counter = [&](const char* name, const char* help, double v) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n" << name << " " << v << "\n";
+  };
+  gauge("keel_term", "Current Raft term.", double(core_->term().value));
+  o << "# HELP keel_role Role of this node (1 for the current role).\n# TYPE keel_role gauge\n";
+  for (Role r : {Role::Follower, Role::PreCandidate, Role::Candidate, Role::Leader}) {
+    std::string name = toString(r);
+    for (char& c : name) c = char(std::tolower(c));
+    o << "keel_role{role=\"" << name << "\"} " << (core_->role() == r ? 1 : 0) << "\n";
+  }
+  gauge("keel_leader", "Id of the known leader (0: none).", double(core_->leader().value));
+  gauge("keel_commit_index", "Highest index known committed.", double(core_->commitIndex().value));
+  gauge("keel_applied_index", "Highest index applied to the state machine.", double(applied_));
+  gauge("keel_last_index", "Index of the last log entry.", double(log_->lastIndex().value));
+  gauge("keel_log_entries", "Entries held in the log (after compaction).",
+        double(log_->lastIndex().value + 1 - log_->firstIndex().value));
+  gauge("keel_snapshot_index", "Index of the latest snapshot.", double(log_->snapshotMeta().index.value));
+  counter("keel_proposals_total", "Proposals accepted by this node as leader.", double(proposals_));
+  counter("keel_reads_total", "Linearizable reads served.", double(readsServed_));
+  counter("keel_refused_peer_calls_total", "Peer calls refused (wrong cluster, unknown node).",
+          double(refusedPeers_));
+  o << "# HELP keel_fsync_seconds Latency of a log sync (group commit).\n# TYPE keel_fsync_seconds histogram\n";
+  uint64_t cum = 0;
+  for (size_t i = 0; i < fsyncBuckets_.size(); ++i) {
+    cum += fsyncBuckets_[i];
+    if (i < sizeof(kFsyncBucketsUs) / sizeof(kFsyncBucketsUs[0])) {
+      o << "keel_fsync_seconds_bucket{le=\"" << double(kFsyncBucketsUs[i]) / 1e6 << "\"} " << cum << "\n";
+    } else {
+      o << "keel_fsync_seconds_bucket{le=\"+Inf\"} " << cum << "\n";
+    }
+  }
+  o << "keel_fsync_seconds_sum " << fsyncSum_ << "\nkeel_fsync_seconds_count " << syncs_ << "\n";
+  if (core_->role() == Role::Leader) {
+    o << "# HELP keel_follower_lag_entries Leader's last index minus the follower's match.\n"
+         "# TYPE keel_follower_lag_entries gauge\n";
+    for (NodeId id : core_->membership().members()) {
+      if (id == core_->id()) continue;
+      if (auto pr = core_->progress(id)) {
+        o << "keel_follower_lag_entries{follower=\"" << id.value << "\"} "
+          << log_->lastIndex() - std::min(pr->match, log_->lastIndex()) << "\n";
+      }
+    }
+  }
+  return o.str();
+}
+
+}  // namespace keel::server

@@ -1,0 +1,458 @@
+// keel: Node, the Ready loop (see node.h), the client-facing operations and the timers.
+#include "node.h"
+
+#include <keel/memory-log.h>
+#include <keel/segmented-log.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace keel::server {
+
+namespace {
+
+uint64_t wallMs() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+// Collects a state machine's snapshot chunks into one buffer.
+struct StringSink final : SnapshotSink {
+  std::string data;
+  void write(std::string_view chunk) override { data.append(chunk); }
+};
+
+// Upper bounds (microseconds) of the fsync latency histogram.
+constexpr uint64_t kFsyncBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                        100000, 250000, 1000000};
+constexpr size_t kNumFsyncBuckets = sizeof(kFsyncBucketsUs) / sizeof(kFsyncBucketsUs[0]);
+
+class TaskErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& e) override {
+    std::fprintf(stderr, "keel-server: task failed: %s\n", e.getDescription().cStr());
+  }
+};
+TaskErrors taskErrors;
+
+}  // namespace
+
+Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, CommandStamper stamper)
+    : options_(options),
+      io_(io),
+      timer_(io.provider->getTimer()),
+      sm_(sm),
+      stamper_(std::move(stamper)),
+      rng_(options.id * 0x9e3779b97f4a7c15ull ^ uint64_t(std::time(nullptr))),
+      tasks_(kj::heap<kj::TaskSet>(taskErrors)),
+      bootstrap_(nullptr),
+      fsyncBuckets_(kNumFsyncBuckets + 1, 0) {
+  for (auto& [id, addr] : options_.peers) addresses_[NodeId{id}] = addr;
+  if (options_.listen.empty()) options_.listen = options_.peers.at(options_.id);
+  addresses_[NodeId{options_.id}] = options_.listen;
+
+  Membership initial;
+  for (auto& [id, addr] : options_.peers) {
+    if (!options_.join) initial.voters.push_back(NodeId{id});
+    else if (id != options_.id) initial.voters.push_back(NodeId{id});
+  }
+  // A joining node starts as a learner of the cluster it joins (it never campaigns); the
+  // leader's log or snapshot then replaces this configuration.
+  if (options_.join) initial.learners.push_back(NodeId{options_.id});
+
+  if (options_.memoryLog) {
+    logOwner_ = std::make_unique<MemoryLog>(initial);
+  } else {
+    SegmentedLog::Options lo;
+    lo.initialMembership = initial;
+    auto seg = std::make_unique<SegmentedLog>(options_.dataDir, lo);
+    segmented_ = seg.get();
+    segmented_->onDurable([this](uint64_t seq) {
+      // The log's I/O thread: hand the completion to the loop.
+      auto lock = durable_.lockExclusive();
+      if (lock->fulfiller && seq >= lock->waitingFor) {
+        lock->fulfiller->fulfill();
+        lock->fulfiller = nullptr;
+      }
+    });
+    logOwner_ = std::move(seg);
+  }
+  log_ = logOwner_.get();
+
+  // Restart: the state machine starts from the log's snapshot; the core replays the rest.
+  Snapshot snap = log_->snapshot();
+  if (snap.meta.index > Index{0} && !snap.data.empty()) {
+    if (!sm_.restore(snap.data.view())) {
+      throw std::runtime_error("the snapshot in " + options_.dataDir + " is not one of this state machine");
+    }
+  }
+  Config cfg;
+  cfg.id = NodeId{options_.id};
+  cfg.electionTicks = options_.electionTicks;
+  cfg.heartbeatTicks = options_.heartbeatTicks;
+  cfg.maxMessageBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
+  cfg.maxEntryBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
+  cfg.applied = snap.meta.index;
+  cfg.seed = rng_();
+  core_ = std::make_unique<Consensus>(cfg, *log_);
+  log("started: " + core_->membership().toString() + ", log " + toString(log_->firstIndex()) + ".." +
+      toString(log_->lastIndex()) + ", term " + std::to_string(core_->term().value) +
+      (options_.memoryLog ? " (memory log: NOT durable)" : ""));
+}
+
+Node::~Node() {
+  // Peers and listeners go first (they refer to the node), then the log (which waits for its
+  // I/O thread).
+  tasks_ = nullptr;
+  accepted_.clear();
+  peers_.clear();
+  {
+    auto lock = durable_.lockExclusive();
+    lock->fulfiller = nullptr;
+  }
+  logOwner_.reset();
+}
+
+void Node::log(const std::string& line) const {
+  if (options_.quiet) return;
+  std::fprintf(stderr, "keel-server n%llu: %s\n", (unsigned long long)options_.id, line.c_str());
+}
+
+capnp::ReaderOptions Node::readerOptions() const {
+  capnp::ReaderOptions ro;
+  ro.traversalLimitInWords = options_.maxMessageBytes / sizeof(capnp::word);
+  return ro;
+}
+
+// ---- The Ready loop ----
+
+void Node::kick() {
+  if (scheduled_ || stopping_) return;
+  scheduled_ = true;
+  tasks_->add(kj::evalLater([this]() {
+    scheduled_ = false;
+    process();
+  }));
+}
+
+void Node::process() {
+  if (syncing_ || stopping_ || !core_->hasReady()) return;
+  current_ = core_->ready();
+  const Ready& rd = current_;
+  // §10.2.1 (diss.): the leader's Appends go out before its own write is durable.
+  for (const Message& m : rd.messages) send(m);
+  bool wrote = false;
+  if (rd.snapshot) {
+    log_->installSnapshot(*rd.snapshot);
+    if (!sm_.restore(rd.snapshot->data.view()) && !rd.snapshot->data.empty()) {
+      log("FATAL: a snapshot from the leader is not one of this state machine");
+      std::abort();
+    }
+    wrote = true;
+  }
+  if (rd.hardState) {
+    log_->setHardState(*rd.hardState);
+    wrote = true;
+  }
+  if (!rd.entries.empty()) {
+    log_->append(rd.entries);
+    wrote = true;
+  }
+  if (!wrote) {
+    finishReady();
+    return;
+  }
+  syncing_ = true;
+  syncStart_ = std::chrono::steady_clock::now();
+  if (!segmented_) {
+    log_->sync();
+    finishReady();
+    return;
+  }
+  uint64_t seq = segmented_->syncAsync();
+  tasks_->add(waitDurable(seq).then([this]() {
+    if (!stopping_) finishReady();
+  }));
+}
+
+kj::Promise<void> Node::waitDurable(uint64_t seq) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  {
+    auto lock = durable_.lockExclusive();
+    lock->waitingFor = seq;
+    lock->fulfiller = kj::mv(paf.fulfiller);
+    if (segmented_->durableSeq() >= seq) {
+      lock->fulfiller->fulfill();
+      lock->fulfiller = nullptr;
+    }
+  }
+  return kj::mv(paf.promise);
+}
+
+void Node::finishReady() {
+  if (syncing_) {
+    syncing_ = false;
+    ++syncs_;
+    auto us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - syncStart_)
+                           .count());
+    fsyncSum_ += double(us) / 1e6;
+    size_t b = 0;
+    while (b < kNumFsyncBuckets && us > kFsyncBucketsUs[b]) ++b;
+    ++fsyncBuckets_[b];
+  }
+  const Ready& rd = current_;
+  for (const Message& m : rd.messagesAfterPersist) send(m);
+  applyCommitted(rd.committed);
+  for (const ReadState& rs : rd.readStates) {
+    auto it = reads_.find(rs.context);
+    if (it != reads_.end()) {
+      it->second.index = rs.index;
+      it->second.ready = true;
+    }
+  }
+  core_->advance();
+  current_ = Ready{};
+  serveReads();
+  maybeCompact(false);
+  if (stopping_) return;
+  kick();
+}
+
+void Node::applyCommitted(std::span<const Entry> committed) {
+  for (const Entry& e : committed) {
+    std::string result;
+    if (e.type == EntryType::Normal && !e.data.empty()) {
+      result = sm_.apply(e.index, e.data.view());
+    }
+    applied_ = e.index.value;
+    auto it = waiters_.find(e.index.value);
+    if (it != waiters_.end()) {
+      ProposeOutcome out;
+      if (it->second.term == e.term) {
+        out.result = std::move(result);
+      } else {
+        // Our entry was replaced by another leader's: it was never applied (§5.3).
+        out.status = wire::Status::UNKNOWN_OUTCOME;
+        out.leader = core_->leader();
+      }
+      it->second.fulfiller->fulfill(kj::mv(out));
+      waiters_.erase(it);
+    }
+  }
+  // Waiters below the applied index whose entries vanished in a snapshot install.
+  while (!waiters_.empty() && waiters_.begin()->first <= applied_) {
+    ProposeOutcome out;
+    out.status = wire::Status::UNKNOWN_OUTCOME;
+    waiters_.begin()->second.fulfiller->fulfill(kj::mv(out));
+    waiters_.erase(waiters_.begin());
+  }
+}
+
+void Node::serveReads() {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    ReadWaiter& r = it->second;
+    if (r.ready && r.index.value <= applied_) {
+      ProposeOutcome out;
+      out.result = sm_.query(std::string_view(reinterpret_cast<const char*>(r.query.begin()), r.query.size()));
+      ++readsServed_;
+      r.fulfiller->fulfill(kj::mv(out));
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Node::maybeCompact(bool force) {
+  SnapshotMeta meta = core_->snapshotMeta();
+  Index have = log_->snapshotMeta().index;
+  if (meta.index <= have) return;
+  if (!force && meta.index - have < options_.snapshotEntries) return;
+  if (meta.index.value != applied_) return;  // the state machine must be exactly at meta.index
+  StringSink sink;
+  sm_.snapshot(sink);
+  Snapshot snap{meta, Bytes(sink.data)};
+  log_->compact(snap);
+  log("snapshot at " + toString(meta.index) + " (" + std::to_string(sink.data.size()) + " bytes); log now " +
+      toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
+}
+
+uint64_t Node::takeSnapshot() {
+  maybeCompact(true);
+  return log_->snapshotMeta().index.value;
+}
+
+kj::Promise<void> Node::tickLoop() {
+  return timer_.afterDelay(options_.tickMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+    if (stopping_) return kj::READY_NOW;
+    core_->tick();
+    kick();
+    return tickLoop();
+  });
+}
+
+// ---- Client operations ----
+
+kj::Promise<Node::ProposeOutcome> Node::withTimeout(kj::Promise<ProposeOutcome> p, uint32_t timeoutMs) {
+  if (timeoutMs == 0) timeoutMs = options_.requestTimeoutMs;
+  return p.exclusiveJoin(timer_.afterDelay(timeoutMs * kj::MILLISECONDS).then([]() {
+    ProposeOutcome out;
+    out.status = wire::Status::TIMEOUT;
+    return out;
+  }));
+}
+
+kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uint32_t timeoutMs) {
+  if (stopping_) return ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}};
+  if (core_->role() != Role::Leader) return forward(kj::mv(command), timeoutMs);
+  Bytes data(command.begin(), command.size());
+  if (stamper_) stamper_(data.mutableData(), data.size(), wallMs());
+  Result r = core_->propose(std::move(data));
+  if (!r.ok()) return ProposeOutcome{toWire(r.refusal), "", r.leader};
+  ++proposals_;
+  auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
+  waiters_[r.index.value] = Waiter{r.index, r.term, kj::mv(paf.fulfiller)};
+  kick();
+  uint64_t index = r.index.value;
+  return withTimeout(kj::mv(paf.promise), timeoutMs).then([this, index](ProposeOutcome out) {
+    if (out.status == wire::Status::TIMEOUT) waiters_.erase(index);
+    return out;
+  });
+}
+
+kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linearizable, uint32_t timeoutMs) {
+  if (!linearizable) {
+    ProposeOutcome out;
+    out.result = sm_.query(std::string_view(reinterpret_cast<const char*>(q.begin()), q.size()));
+    return out;
+  }
+  if (stopping_) return ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}};
+  uint64_t ctx = nextRead_++;
+  Result r = core_->readIndex(ctx);
+  if (!r.ok()) {
+    ProposeOutcome out{toWire(r.refusal), "", r.leader};
+    if (r.refusal == Refusal::NotLeader && !r.leader) out.status = wire::Status::UNAVAILABLE;
+    return out;
+  }
+  auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
+  reads_[ctx] = ReadWaiter{kj::mv(q), Index{}, false, kj::mv(paf.fulfiller)};
+  kick();
+  return withTimeout(kj::mv(paf.promise), timeoutMs).then([this, ctx](ProposeOutcome out) {
+    if (out.status == wire::Status::TIMEOUT) reads_.erase(ctx);
+    return out;
+  });
+}
+
+kj::Promise<Node::ProposeOutcome> Node::changeMembership(wire::ChangeKind kind, NodeId node,
+                                                         std::string address, uint32_t timeoutMs) {
+  if (core_->role() != Role::Leader) {
+    return ProposeOutcome{core_->leader() ? wire::Status::NOT_LEADER : wire::Status::UNAVAILABLE, "",
+                          core_->leader()};
+  }
+  if (!address.empty()) addresses_[node] = address;
+  MembershipChange c;
+  c.node = node;
+  c.kind = kind == wire::ChangeKind::ADD_LEARNER ? MembershipChange::Kind::AddLearner
+           : kind == wire::ChangeKind::ADD_VOTER ? MembershipChange::Kind::AddVoter
+                                                 : MembershipChange::Kind::Remove;
+  Result r = core_->proposeMembership(std::span<const MembershipChange>(&c, 1));
+  if (!r.ok()) return ProposeOutcome{toWire(r.refusal), "", r.leader};
+  log("membership change proposed at " + toString(r.index) + ": " +
+      (c.kind == MembershipChange::Kind::Remove ? "remove n" : "add n") + std::to_string(node.value));
+  auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
+  waiters_[r.index.value] = Waiter{r.index, r.term, kj::mv(paf.fulfiller)};
+  kick();
+  uint64_t index = r.index.value;
+  return withTimeout(kj::mv(paf.promise), timeoutMs).then([this, index](ProposeOutcome out) {
+    if (out.status == wire::Status::TIMEOUT) waiters_.erase(index);
+    return out;
+  });
+}
+
+kj::Promise<Node::ProposeOutcome> Node::transferLeadership(NodeId to, uint32_t timeoutMs) {
+  if (core_->role() != Role::Leader) {
+    return ProposeOutcome{core_->leader() ? wire::Status::NOT_LEADER : wire::Status::UNAVAILABLE, "",
+                          core_->leader()};
+  }
+  if (!to) {
+    // The most up-to-date follower.
+    Index best;
+    for (NodeId id : core_->membership().voters) {
+      if (id == core_->id()) continue;
+      auto p = core_->progress(id);
+      if (p && (!to || p->match > best)) { to = id; best = p->match; }
+    }
+    if (!to) return ProposeOutcome{wire::Status::UNKNOWN_NODE, "", core_->leader()};
+  }
+  Result r = core_->transferLeadership(to);
+  if (!r.ok()) return ProposeOutcome{toWire(r.refusal), "", r.leader};
+  kick();
+  if (timeoutMs == 0) timeoutMs = options_.requestTimeoutMs;
+  auto deadline = timer_.now() + timeoutMs * kj::MILLISECONDS;
+  // Poll every tick until the target leads (or the deadline passes).
+  struct Loop {
+    static kj::Promise<ProposeOutcome> wait(Node& n, NodeId to, kj::TimePoint deadline) {
+      if (n.core_->leader() == to) return ProposeOutcome{wire::Status::OK, "", to};
+      if (n.timer_.now() >= deadline) return ProposeOutcome{wire::Status::TIMEOUT, "", n.core_->leader()};
+      return n.timer_.afterDelay(n.options_.tickMs * kj::MILLISECONDS).then([&n, to, deadline]() {
+        return wait(n, to, deadline);
+      });
+    }
+  };
+  return Loop::wait(*this, to, deadline);
+}
+
+// ---- Run and stop ----
+
+kj::Promise<void> Node::run() {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  stopped_ = kj::mv(paf.fulfiller);
+  bootstrap_ = makeService(*this);
+  std::string host;
+  uint16_t port;
+  splitAddress(options_.listen, host, port);
+  // A listen failure (address in use) rejects the returned promise: the process ends.
+  auto listening = io_.provider->getNetwork().parseAddress(host, port).then(
+      [this](kj::Own<kj::NetworkAddress> addr) {
+        listener_ = addr->listen();
+        log("listening on " + options_.listen + " (cluster " + options_.clusterId + ")");
+        tasks_->add(acceptLoop(*listener_));
+      });
+  return listening.then([this, stopped = kj::mv(paf.promise)]() mutable {
+    if (!options_.http.empty()) tasks_->add(serveHttp());
+    tasks_->add(tickLoop());
+    // Connect to every known peer up front, so the first heartbeats find their connections.
+    for (auto& [id, addr] : addresses_) {
+      if (id != core_->id()) peer(id);
+    }
+    kick();
+    return kj::mv(stopped);
+  });
+}
+
+void Node::shutdown() {
+  if (stopping_) return;
+  log("stopping");
+  stopping_ = true;
+  for (auto& [i, w] : waiters_) w.fulfiller->fulfill(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
+  waiters_.clear();
+  for (auto& [i, r] : reads_) r.fulfiller->fulfill(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
+  reads_.clear();
+  auto finish = [this]() {
+    // The last write becomes durable before the process ends.
+    if (segmented_) segmented_->sync();
+    listener_ = nullptr;
+    httpServer_ = nullptr;
+    httpListener_ = nullptr;
+    if (stopped_) stopped_->fulfill();
+  };
+  if (syncing_ && segmented_) {
+    // Let the sync in flight complete (finishReady sees stopping_ and does no more).
+    segmented_->sync();
+  }
+  finish();
+}
+
+}  // namespace keel::server

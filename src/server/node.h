@@ -1,0 +1,224 @@
+// keel internal: Node, one member of a cluster served on one kj::EventLoop thread.
+//
+// A Node owns the consensus module, the log and the peer connections, and borrows the state
+// machine (which must outlive it). Everything runs on the thread that created it, except the
+// log's disk syncs (SegmentedLog's I/O thread), whose completions come back to the loop
+// through a cross-thread fulfiller.
+//
+// The Ready loop (include/keel/consensus.h): `process()` takes a Ready, sends its messages at
+// once (the leader replicates while its own sync is in flight, dissertation §10.2.1), writes
+// the log, starts an asynchronous sync and returns. When the sync completes `finishReady()`
+// sends messagesAfterPersist, applies, answers reads and advances. While a sync is in flight
+// proposals, messages and ticks accumulate in the core: the next Ready carries them all, so one
+// append and one fsync serve many proposals (group commit).
+#pragma once
+
+#include <keel/consensus.h>
+#include <keel/log.h>
+#include <keel/state-machine.h>
+
+#include "options.h"
+#include "wire.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/compat/http.h>
+#include <kj/mutex.h>
+#include <kj/timer.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace keel {
+class SegmentedLog;
+}
+
+namespace keel::server {
+
+// Rewrites a command before the leader proposes it (KV: stamps the logical clock).
+using CommandStamper = std::function<void(uint8_t* data, size_t size, uint64_t clockMs)>;
+
+class Node final {
+ public:
+  Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm,
+       CommandStamper stamper = nullptr);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Opens the listeners and starts the timers. The promise resolves when shutdown() is called
+  // and the node has stopped (pending syncs finished, connections closed).
+  kj::Promise<void> run();
+  void shutdown();
+
+  // ---- Used by the RPC service objects (service.c++) ----
+  struct ProposeOutcome {
+    wire::Status status = wire::Status::OK;
+    std::string result;
+    NodeId leader;
+  };
+  kj::Promise<ProposeOutcome> propose(kj::Array<kj::byte> command, uint32_t timeoutMs);
+  kj::Promise<ProposeOutcome> query(kj::Array<kj::byte> query, bool linearizable, uint32_t timeoutMs);
+  kj::Promise<ProposeOutcome> changeMembership(wire::ChangeKind kind, NodeId node,
+                                               std::string address, uint32_t timeoutMs);
+  kj::Promise<ProposeOutcome> transferLeadership(NodeId to, uint32_t timeoutMs);
+  uint64_t takeSnapshot();
+  void fillStatus(wire::NodeStatus::Builder out);
+  std::string statusJson();
+  std::string metricsText();
+
+  // Incoming peer traffic: checks the origin; returns a refusal sentence or "".
+  std::string checkOrigin(wire::Origin::Reader origin, const char* what);
+  std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages);
+  // A snapshot fully received from a peer.
+  void deliverSnapshot(Message m, std::string data);
+  std::string addressOf(NodeId id) const;
+  uint64_t maxMessageBytes() const { return options_.maxMessageBytes; }
+  const Options& options() const { return options_; }
+  capnp::ReaderOptions readerOptions() const;
+  void log(const std::string& line) const;
+
+ private:
+  struct Peer;
+  struct Waiter {
+    Index index;
+    Term term;
+    kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
+  };
+  struct ReadWaiter {
+    kj::Array<kj::byte> query;
+    Index index;  // set once the read is safe
+    bool ready = false;
+    kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
+  };
+
+  // ---- The Ready loop (node.c++) ----
+  void kick();
+  void process();
+  void finishReady();
+  void applyCommitted(std::span<const Entry> committed);
+  void serveReads();
+  void maybeCompact(bool force);
+  kj::Promise<void> tickLoop();
+  kj::Promise<void> waitDurable(uint64_t seq);
+  kj::Promise<ProposeOutcome> withTimeout(kj::Promise<ProposeOutcome> p, uint32_t timeoutMs);
+  kj::Promise<ProposeOutcome> forward(kj::Array<kj::byte> command, uint32_t timeoutMs);
+
+  // ---- Peers (peers.c++) ----
+  Peer& peer(NodeId id);
+  void send(const Message& m);
+  void flush(Peer& p);
+  void connect(Peer& p);
+  void disconnected(Peer& p, const kj::Exception& e);
+  void sendSnapshot(Peer& p, const Message& m);
+  kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);
+  kj::Promise<void> serveHttp();
+
+  Options options_;
+  kj::AsyncIoContext& io_;
+  kj::Timer& timer_;
+  StateMachine& sm_;
+  CommandStamper stamper_;
+  std::unique_ptr<Log> logOwner_;
+  Log* log_ = nullptr;
+  SegmentedLog* segmented_ = nullptr;  // log_ when durable
+  std::unique_ptr<Consensus> core_;
+  std::mt19937_64 rng_;
+
+  Ready current_;
+  bool scheduled_ = false;
+  bool syncing_ = false;
+  bool stopping_ = false;
+  kj::Own<kj::PromiseFulfiller<void>> stopped_;
+  kj::Own<kj::TaskSet> tasks_;
+
+  // Durable completions from the log's I/O thread.
+  struct DurableState {
+    uint64_t waitingFor = 0;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+  };
+  kj::MutexGuarded<DurableState> durable_;
+
+  std::map<uint64_t, Waiter> waiters_;          // by log index
+  std::map<uint64_t, ReadWaiter> reads_;        // by read context
+  uint64_t nextRead_ = 1;
+  std::map<NodeId, std::unique_ptr<Peer>> peers_;
+  std::map<NodeId, std::string> addresses_;
+  std::map<NodeId, std::chrono::steady_clock::time_point> lastRefusalLog_;
+  kj::Own<kj::ConnectionReceiver> listener_;
+  kj::Own<kj::ConnectionReceiver> httpListener_;
+  kj::Own<kj::HttpHeaderTable> httpHeaders_;
+  kj::Own<kj::HttpService> httpService_;
+  kj::Own<kj::HttpServer> httpServer_;
+  capnp::Capability::Client bootstrap_;
+  struct Accepted;
+  std::vector<kj::Own<Accepted>> accepted_;
+
+  // Metrics.
+  uint64_t proposals_ = 0;
+  uint64_t applied_ = 0;
+  uint64_t readsServed_ = 0;
+  uint64_t syncs_ = 0;
+  uint64_t refusedPeers_ = 0;
+  std::vector<uint64_t> fsyncBuckets_;  // histogram of sync latency
+  double fsyncSum_ = 0;
+  std::chrono::steady_clock::time_point syncStart_;
+
+  friend class Service;
+  friend class SinkImpl;
+};
+
+struct Node::Peer {
+  NodeId id;
+  enum class State { Idle, Connecting, Connected, Backoff } state = State::Idle;
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  kj::Maybe<wire::Node::Client> cap;
+  std::deque<Message> queue;
+  uint32_t inflight = 0;
+  uint32_t backoffMs = 0;
+  uint64_t generation = 0;
+  bool flushScheduled = false;
+  bool snapshotInFlight = false;
+  uint64_t sent = 0;
+
+  void release(kj::TaskSet& tasks) {
+    // The RPC system may be on the stack (we can be inside one of its callbacks): destroy it
+    // later, in order (rpc, network, stream).
+    cap = nullptr;
+    if (rpc || network || stream) {
+      tasks.add(kj::evalLater([r = kj::mv(rpc), n = kj::mv(network), s = kj::mv(stream)]() mutable {
+        r = nullptr;
+        n = nullptr;
+        s = nullptr;
+      }));
+    }
+  }
+};
+
+struct Node::Accepted {
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  Accepted(kj::Own<kj::AsyncIoStream> s, capnp::ReaderOptions ro, capnp::Capability::Client bootstrap,
+           size_t flowLimit)
+      : stream(kj::mv(s)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, ro),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
+    rpc.setFlowLimit(flowLimit);
+  }
+};
+
+// The bootstrap capability served to every connection.
+capnp::Capability::Client makeService(Node& node);
+
+}  // namespace keel::server

@@ -1,0 +1,165 @@
+// keel: the server's options (flags and config file).
+#include "options.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace keel::server {
+
+namespace {
+
+bool parseU64(const std::string& s, uint64_t& out) {
+  if (s.empty() || s.size() > 19) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + uint64_t(c - '0');
+  }
+  out = v;
+  return true;
+}
+
+bool parseBool(const std::string& s, bool& out) {
+  if (s == "true" || s == "1" || s == "yes" || s == "on") { out = true; return true; }
+  if (s == "false" || s == "0" || s == "no" || s == "off") { out = false; return true; }
+  return false;
+}
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  size_t b = s.find_last_not_of(" \t\r");
+  return s.substr(a, b - a + 1);
+}
+
+}  // namespace
+
+bool splitAddress(const std::string& addr, std::string& host, uint16_t& port) {
+  size_t colon = addr.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  uint64_t p;
+  if (!parseU64(addr.substr(colon + 1), p) || p == 0 || p > 65535) return false;
+  host = addr.substr(0, colon);
+  port = static_cast<uint16_t>(p);
+  return true;
+}
+
+const std::vector<OptionHelp>& optionHelp() {
+  static const std::vector<OptionHelp> h = {
+      {"id", "<n>", "This node's id (a positive integer). Required."},
+      {"data-dir", "<dir>", "Where the log and snapshots live. Required (unless --memory-log)."},
+      {"listen", "<host:port>", "Address for peers and clients. Default: this node's --peers entry."},
+      {"peers", "<id=host:port,...>", "The initial members (this node included)."},
+      {"join", "<true|false>", "Start empty and wait to be added by an existing cluster."},
+      {"cluster-id", "<name>", "Refuse peers of any other cluster. Default: keel."},
+      {"http", "<host:port>", "Serve /metrics and /status there. Default: none."},
+      {"tick-ms", "<ms>", "Length of one tick of the consensus module. Default: 50."},
+      {"election-ticks", "<n>", "Election timeout in ticks (randomized up to twice). Default: 10."},
+      {"heartbeat-ticks", "<n>", "Heartbeat interval in ticks. Default: 2."},
+      {"max-message-bytes", "<n>", "Largest RPC message accepted. Default: 16777216."},
+      {"snapshot-entries", "<n>", "Snapshot and compact the log after this many entries. Default: 20000."},
+      {"request-timeout-ms", "<ms>", "Default deadline of a client request. Default: 5000."},
+      {"session-timeout-ms", "<ms>", "Idle client sessions expire after this. Default: 600000."},
+      {"memory-log", "<true|false>", "Keep the log in memory (not durable; for tests)."},
+      {"quiet", "<true|false>", "Log only warnings."},
+  };
+  return h;
+}
+
+std::string setOption(Options& o, const std::string& name, const std::string& value) {
+  uint64_t n = 0;
+  auto num = [&](uint64_t lo, uint64_t hi) -> bool { return parseU64(value, n) && n >= lo && n <= hi; };
+  auto bad = [&](const char* what) { return "--" + name + ": " + what + " (got '" + value + "')"; };
+  if (name == "id") {
+    if (!num(1, UINT64_MAX >> 1)) return bad("expected a positive integer");
+    o.id = n;
+  } else if (name == "data-dir") {
+    if (value.empty()) return bad("expected a directory");
+    o.dataDir = value;
+  } else if (name == "listen" || name == "http") {
+    std::string h;
+    uint16_t p;
+    if (!splitAddress(value, h, p)) return bad("expected host:port");
+    (name == "listen" ? o.listen : o.http) = value;
+  } else if (name == "peers") {
+    o.peers.clear();
+    std::stringstream ss(value);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      item = trim(item);
+      size_t eq = item.find('=');
+      std::string h;
+      uint16_t p;
+      uint64_t id;
+      if (eq == std::string::npos || !parseU64(item.substr(0, eq), id) || id == 0 ||
+          !splitAddress(item.substr(eq + 1), h, p)) {
+        return bad("expected id=host:port,id=host:port,...");
+      }
+      if (o.peers.count(id)) return bad("a node id appears twice");
+      o.peers[id] = item.substr(eq + 1);
+    }
+    if (o.peers.empty()) return bad("expected at least one member");
+  } else if (name == "join" || name == "memory-log" || name == "quiet") {
+    bool b;
+    if (!parseBool(value, b)) return bad("expected true or false");
+    (name == "join" ? o.join : name == "quiet" ? o.quiet : o.memoryLog) = b;
+  } else if (name == "cluster-id") {
+    if (value.empty() || value.size() > 128) return bad("expected a name of 1 to 128 characters");
+    o.clusterId = value;
+  } else if (name == "tick-ms") {
+    if (!num(1, 60000)) return bad("expected 1..60000");
+    o.tickMs = uint32_t(n);
+  } else if (name == "election-ticks") {
+    if (!num(2, 100000)) return bad("expected 2..100000");
+    o.electionTicks = uint32_t(n);
+  } else if (name == "heartbeat-ticks") {
+    if (!num(1, 100000)) return bad("expected 1..100000");
+    o.heartbeatTicks = uint32_t(n);
+  } else if (name == "max-message-bytes") {
+    if (!num(4096, 1ull << 31)) return bad("expected 4096..2147483648");
+    o.maxMessageBytes = n;
+  } else if (name == "snapshot-entries") {
+    if (!num(1, UINT64_MAX >> 1)) return bad("expected a positive integer");
+    o.snapshotEntries = n;
+  } else if (name == "request-timeout-ms") {
+    if (!num(1, 3600000)) return bad("expected 1..3600000");
+    o.requestTimeoutMs = uint32_t(n);
+  } else if (name == "session-timeout-ms") {
+    if (!num(1, UINT64_MAX >> 1)) return bad("expected a positive integer");
+    o.sessionTimeoutMs = n;
+  } else {
+    return "unknown option '" + name + "'";
+  }
+  return "";
+}
+
+std::string loadConfigFile(Options& o, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "cannot read config file " + path;
+  std::string line;
+  int lineNo = 0;
+  while (std::getline(in, line)) {
+    ++lineNo;
+    size_t hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) return path + ":" + std::to_string(lineNo) + ": expected name = value";
+    std::string err = setOption(o, trim(line.substr(0, eq)), trim(line.substr(eq + 1)));
+    if (!err.empty()) return path + ":" + std::to_string(lineNo) + ": " + err;
+  }
+  return "";
+}
+
+std::string validate(const Options& o) {
+  if (o.id == 0) return "--id is required";
+  if (o.dataDir.empty() && !o.memoryLog) return "--data-dir is required";
+  if (o.peers.empty()) return "--peers is required (it names the members and their addresses)";
+  if (!o.join && !o.peers.count(o.id)) return "--peers must include this node's id (" + std::to_string(o.id) + ")";
+  if (o.listen.empty() && !o.peers.count(o.id)) return "--listen is required";
+  if (o.heartbeatTicks >= o.electionTicks) return "--heartbeat-ticks must be below --election-ticks";
+  return "";
+}
+
+}  // namespace keel::server

@@ -1,0 +1,43 @@
+// keel internal: the server's options, from flags or a config file (one `name = value` per
+// line, the names of the flags without dashes; `#` starts a comment).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace keel::server {
+
+struct Options {
+  uint64_t id = 0;                          // --id
+  std::string dataDir;                      // --data-dir
+  std::string listen;                       // --listen host:port (peers and clients)
+  std::map<uint64_t, std::string> peers;    // --peers 1=host:port,2=host:port,...
+  bool join = false;                        // --join: start empty; an existing cluster adds us
+  std::string clusterId = "keel";           // --cluster-id
+  std::string http;                         // --http host:port for /metrics and /status
+  uint32_t tickMs = 50;                     // --tick-ms
+  uint32_t electionTicks = 10;              // --election-ticks
+  uint32_t heartbeatTicks = 2;              // --heartbeat-ticks
+  uint64_t maxMessageBytes = 16ull << 20;   // --max-message-bytes (larger RPCs are refused)
+  uint64_t snapshotEntries = 20000;         // --snapshot-entries: compact after this many
+  uint32_t requestTimeoutMs = 5000;         // --request-timeout-ms
+  uint64_t sessionTimeoutMs = 600000;       // --session-timeout-ms (KV sessions)
+  bool memoryLog = false;                   // --memory-log: not durable (tests only)
+  bool quiet = false;                       // --quiet
+};
+
+// Sets one option by its flag name (without dashes). Returns an error sentence, "" when fine.
+std::string setOption(Options& o, const std::string& name, const std::string& value);
+// Reads a config file. Returns an error sentence, "" when fine.
+std::string loadConfigFile(Options& o, const std::string& path);
+// Checks the whole; returns an error sentence, "" when usable.
+std::string validate(const Options& o);
+// host:port -> (host, port); false when malformed.
+bool splitAddress(const std::string& addr, std::string& host, uint16_t& port);
+// The names of all options, with their help text, for --help and docs.
+struct OptionHelp { const char* name; const char* arg; const char* help; };
+const std::vector<OptionHelp>& optionHelp();
+
+}  // namespace keel::server

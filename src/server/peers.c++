@@ -1,0 +1,235 @@
+// keel: the peer transport. One outgoing Cap'n Proto connection per peer (messages to a peer
+// go as `deliver` calls on it; its answers come back as calls on its own connection to us),
+// reconnected with randomized exponential backoff; the accept loop for incoming connections.
+#include "node.h"
+
+#include <capnp/message.h>
+#include <capnp/rpc.capnp.h>
+
+namespace keel::server {
+
+namespace {
+constexpr uint32_t kMaxInflightCalls = 64;    // deliver calls in flight per peer
+constexpr size_t kMaxQueuedMessages = 4096;   // beyond this, the oldest are dropped
+constexpr uint32_t kBackoffMinMs = 50;
+constexpr uint32_t kBackoffMaxMs = 2000;
+constexpr size_t kSnapshotChunkBytes = 256 * 1024;
+}  // namespace
+
+std::string Node::addressOf(NodeId id) const {
+  auto it = addresses_.find(id);
+  return it == addresses_.end() ? std::string() : it->second;
+}
+
+Node::Peer& Node::peer(NodeId id) {
+  auto& slot = peers_[id];
+  if (!slot) {
+    slot = std::make_unique<Peer>();
+    slot->id = id;
+    connect(*slot);
+  }
+  return *slot;
+}
+
+void Node::connect(Peer& p) {
+  if (stopping_) return;
+  std::string addr = addressOf(p.id);
+  std::string host;
+  uint16_t port;
+  if (addr.empty() || !splitAddress(addr, host, port)) {
+    // No address yet (a member we have not heard from): try again later.
+    p.state = Peer::State::Backoff;
+    tasks_->add(timer_.afterDelay(kBackoffMaxMs * kj::MILLISECONDS).then([this, &p]() { connect(p); }));
+    return;
+  }
+  p.state = Peer::State::Connecting;
+  uint64_t gen = ++p.generation;
+  tasks_->add(io_.provider->getNetwork()
+                 .parseAddress(host, port)
+                 .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+                 .then(
+                     [this, &p, gen](kj::Own<kj::AsyncIoStream> stream) {
+                       if (gen != p.generation || stopping_) return;
+                       p.stream = kj::mv(stream);
+                       p.network = kj::heap<capnp::TwoPartyVatNetwork>(
+                           *p.stream, capnp::rpc::twoparty::Side::CLIENT, readerOptions());
+                       p.rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+                           capnp::makeRpcClient(*p.network));
+                       capnp::word scratch[4];
+                       memset(scratch, 0, sizeof(scratch));
+                       capnp::MallocMessageBuilder message(scratch);
+                       auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+                       vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+                       p.cap = p.rpc->bootstrap(vatId).castAs<wire::Node>();
+                       p.state = Peer::State::Connected;
+                       p.backoffMs = 0;
+                       p.inflight = 0;
+                       log("connected to n" + std::to_string(p.id.value) + " at " + addressOf(p.id));
+                       tasks_->add(p.network->onDisconnect().then([this, &p, gen]() {
+                         if (gen == p.generation) disconnected(p, KJ_EXCEPTION(DISCONNECTED, "peer went away"));
+                       }));
+                       flush(p);
+                     },
+                     [this, &p, gen](kj::Exception&& e) {
+                       if (gen == p.generation) disconnected(p, e);
+                     }));
+}
+
+void Node::disconnected(Peer& p, const kj::Exception& e) {
+  if (p.state == Peer::State::Connected) {
+    log("lost connection to n" + std::to_string(p.id.value) + ": " + e.getDescription().cStr());
+  }
+  ++p.generation;
+  p.release(*tasks_);
+  p.queue.clear();  // Raft tolerates loss: the core resends what matters
+  p.inflight = 0;
+  p.snapshotInFlight = false;
+  p.state = Peer::State::Backoff;
+  if (stopping_) return;
+  // Randomized exponential backoff: [0.5, 1.5) x min(max, min * 2^attempts).
+  p.backoffMs = p.backoffMs ? std::min(kBackoffMaxMs, p.backoffMs * 2) : kBackoffMinMs;
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  auto delay = uint64_t(p.backoffMs * jitter(rng_));
+  uint64_t gen = p.generation;
+  tasks_->add(timer_.afterDelay(delay * kj::MILLISECONDS).then([this, &p, gen]() {
+    if (gen == p.generation) connect(p);
+  }));
+}
+
+void Node::send(const Message& m) {
+  if (m.to == core_->id()) return;
+  Peer& p = peer(m.to);
+  if (m.type == MessageType::Snapshot) {
+    sendSnapshot(p, m);
+    return;
+  }
+  if (p.state != Peer::State::Connected) return;  // dropped; the core retries
+  p.queue.push_back(m);
+  while (p.queue.size() > kMaxQueuedMessages) p.queue.pop_front();
+  if (!p.flushScheduled) {
+    p.flushScheduled = true;
+    tasks_->add(kj::evalLater([this, &p]() {
+      p.flushScheduled = false;
+      flush(p);
+    }));
+  }
+}
+
+void Node::flush(Peer& p) {
+  while (!p.queue.empty() && p.inflight < kMaxInflightCalls && p.state == Peer::State::Connected) {
+    KJ_IF_MAYBE(cap, p.cap) {
+      // One call carries as many queued messages as fit in half the message limit.
+      size_t n = 0;
+      uint64_t bytes = 0;
+      while (n < p.queue.size()) {
+        uint64_t b = 128;
+        for (const Entry& e : p.queue[n].entries) b += e.data.size() + 32;
+        if (n > 0 && bytes + b > options_.maxMessageBytes / 2) break;
+        bytes += b;
+        ++n;
+      }
+      auto req = cap->deliverRequest();
+      auto origin = req.initOrigin();
+      origin.setClusterId(options_.clusterId);
+      origin.setFrom(options_.id);
+      origin.setFromAddress(options_.listen);
+      origin.setTo(p.id.value);
+      auto list = req.initMessages(n);
+      for (size_t i = 0; i < n; ++i) toWire(p.queue[i], list[i]);
+      p.queue.erase(p.queue.begin(), p.queue.begin() + n);
+      ++p.inflight;
+      p.sent += n;
+      uint64_t gen = p.generation;
+      tasks_->add(req.send().then(
+          [this, &p, gen](capnp::Response<wire::Peer::DeliverResults>&& resp) {
+            if (gen != p.generation) return;
+            --p.inflight;
+            if (resp.getRefusal().size() > 0) {
+              auto now = std::chrono::steady_clock::now();
+              auto& last = lastRefusalLog_[p.id];
+              if (now - last > std::chrono::seconds(5)) {
+                last = now;
+                log("n" + std::to_string(p.id.value) + " refused our messages: " + resp.getRefusal().cStr());
+              }
+            }
+            flush(p);
+          },
+          [this, &p, gen](kj::Exception&& e) {
+            if (gen == p.generation) disconnected(p, e);
+          }));
+    } else {
+      return;
+    }
+  }
+}
+
+void Node::sendSnapshot(Peer& p, const Message& m) {
+  if (p.state != Peer::State::Connected || p.snapshotInFlight || !m.snapshot) return;
+  KJ_IF_MAYBE(cap, p.cap) {
+    p.snapshotInFlight = true;
+    auto snap = m.snapshot;
+    auto req = cap->installSnapshotRequest();
+    auto origin = req.initOrigin();
+    origin.setClusterId(options_.clusterId);
+    origin.setFrom(options_.id);
+    origin.setFromAddress(options_.listen);
+    origin.setTo(p.id.value);
+    toWire(m, req.initMessage());
+    req.setSize(snap->data.size());
+    log("sending snapshot at " + toString(snap->meta.index) + " (" + std::to_string(snap->data.size()) +
+        " bytes) to n" + std::to_string(p.id.value));
+    uint64_t gen = p.generation;
+    struct Stream {
+      static kj::Promise<void> chunks(wire::SnapshotSink::Client sink, std::shared_ptr<const Snapshot> s,
+                                      size_t offset) {
+        if (offset >= s->data.size()) return kj::READY_NOW;
+        size_t n = std::min(kSnapshotChunkBytes, s->data.size() - offset);
+        auto w = sink.writeRequest();
+        w.setChunk(kj::arrayPtr(s->data.data() + offset, n));
+        return w.send().then([sink, s, offset, n]() mutable { return chunks(kj::mv(sink), s, offset + n); });
+      }
+    };
+    tasks_->add(req.send()
+                   .then([snap](capnp::Response<wire::Peer::InstallSnapshotResults>&& resp) -> kj::Promise<bool> {
+                     if (resp.getRefusal().size() > 0) return false;
+                     auto sink = resp.getSink();
+                     return Stream::chunks(sink, snap, 0).then([sink]() mutable {
+                       return sink.doneRequest().send().then(
+                           [](capnp::Response<wire::SnapshotSink::DoneResults>&& r) { return r.getOk(); });
+                     });
+                   })
+                   .then(
+                       [this, &p, gen](bool ok) {
+                         if (gen != p.generation) return;
+                         p.snapshotInFlight = false;
+                         if (!ok) log("n" + std::to_string(p.id.value) + " refused our snapshot");
+                       },
+                       [this, &p, gen](kj::Exception&& e) {
+                         if (gen == p.generation) disconnected(p, e);
+                       }));
+  }
+}
+
+kj::Promise<void> Node::acceptLoop(kj::ConnectionReceiver& listener) {
+  return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
+    if (!stopping_) {
+      auto conn = kj::heap<Accepted>(kj::mv(stream), readerOptions(), bootstrap_,
+                                     options_.maxMessageBytes * 4);
+      Accepted* raw = conn.get();
+      accepted_.push_back(kj::mv(conn));
+      tasks_->add(raw->network.onDisconnect().then([this, raw]() {
+        tasks_->add(kj::evalLater([this, raw]() {
+          for (auto it = accepted_.begin(); it != accepted_.end(); ++it) {
+            if (it->get() == raw) {
+              accepted_.erase(it);
+              break;
+            }
+          }
+        }));
+      }));
+    }
+    return acceptLoop(listener);
+  });
+}
+
+}  // namespace keel::server

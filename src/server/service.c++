@@ -1,0 +1,282 @@
+// keel: the RPC service of a node (schema/raft.capnp's Node: the peer service and the client
+// service), origin checks, forwarding to the leader, status.
+#include "node.h"
+
+#include <keel/segmented-log.h>
+
+namespace keel::server {
+
+namespace {
+
+void fill(Node& node, wire::Redirect::Builder r, NodeId leader) {
+  r.setLeader(leader.value);
+  if (leader) r.setLeaderAddress(node.addressOf(leader));
+}
+
+}  // namespace
+
+// Receives a streamed snapshot; hands it to the node when complete.
+class SinkImpl final : public wire::SnapshotSink::Server {
+ public:
+  SinkImpl(Node& node, Message m, uint64_t size) : node_(node), message_(std::move(m)), size_(size) {
+    data_.reserve(size);
+  }
+  kj::Promise<void> write(WriteContext context) override {
+    auto chunk = context.getParams().getChunk();
+    KJ_REQUIRE(data_.size() + chunk.size() <= size_, "snapshot larger than announced");
+    data_.append(reinterpret_cast<const char*>(chunk.begin()), chunk.size());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> done(DoneContext context) override {
+    bool ok = data_.size() == size_ && !delivered_;
+    if (ok) {
+      delivered_ = true;
+      node_.deliverSnapshot(std::move(message_), std::move(data_));
+    }
+    context.getResults().setOk(ok);
+    return kj::READY_NOW;
+  }
+
+ private:
+  Node& node_;
+  Message message_;
+  uint64_t size_;
+  std::string data_;
+  bool delivered_ = false;
+};
+
+class Service final : public wire::Node::Server {
+ public:
+  explicit Service(Node& node) : node_(node) {}
+
+  kj::Promise<void> deliver(DeliverContext context) override {
+    auto params = context.getParams();
+    std::string refusal = node_.deliver(params.getOrigin(), params.getMessages());
+    if (!refusal.empty()) context.getResults().setRefusal(refusal);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> installSnapshot(InstallSnapshotContext context) override {
+    auto params = context.getParams();
+    std::string refusal = node_.checkOrigin(params.getOrigin(), "snapshot");
+    Message m;
+    if (refusal.empty()) refusal = fromWire(params.getMessage(), m);
+    if (refusal.empty() && (m.type != MessageType::Snapshot || !params.getMessage().hasSnapshotMeta())) {
+      refusal = "not a snapshot message";
+    }
+    if (!refusal.empty()) {
+      context.getResults().setRefusal(refusal);
+      return kj::READY_NOW;
+    }
+    auto meta = params.getMessage().getSnapshotMeta();
+    auto snap = std::make_shared<Snapshot>();
+    snap->meta.index = Index{meta.getIndex()};
+    snap->meta.term = Term{meta.getTerm()};
+    snap->meta.membership = fromWire(meta.getMembership());
+    m.snapshot = snap;
+    context.getResults().setSink(kj::heap<SinkImpl>(node_, std::move(m), params.getSize()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> propose(ProposeContext context) override {
+    auto params = context.getParams();
+    auto cmd = kj::heapArray<kj::byte>(params.getCommand());
+    return node_.propose(kj::mv(cmd), params.getTimeoutMs()).then([this, context](Node::ProposeOutcome out) mutable {
+      auto r = context.getResults();
+      r.setStatus(out.status);
+      r.setResult(bytesOf(out.result));
+      fill(node_, r.initRedirect(), out.leader);
+    });
+  }
+
+  kj::Promise<void> query(QueryContext context) override {
+    auto params = context.getParams();
+    auto q = kj::heapArray<kj::byte>(params.getQuery());
+    bool lin = params.getConsistency() == wire::Consistency::LINEARIZABLE;
+    return node_.query(kj::mv(q), lin, params.getTimeoutMs()).then([this, context](Node::ProposeOutcome out) mutable {
+      auto r = context.getResults();
+      r.setStatus(out.status);
+      r.setResult(bytesOf(out.result));
+      fill(node_, r.initRedirect(), out.leader);
+    });
+  }
+
+  kj::Promise<void> status(StatusContext context) override {
+    node_.fillStatus(context.getResults().initStatus());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> changeMembership(ChangeMembershipContext context) override {
+    auto p = context.getParams();
+    return node_.changeMembership(p.getKind(), NodeId{p.getNode()}, p.getAddress(), p.getTimeoutMs())
+        .then([this, context](Node::ProposeOutcome out) mutable {
+          auto r = context.getResults();
+          r.setStatus(out.status);
+          fill(node_, r.initRedirect(), out.leader);
+        });
+  }
+
+  kj::Promise<void> transferLeadership(TransferLeadershipContext context) override {
+    auto p = context.getParams();
+    return node_.transferLeadership(NodeId{p.getTo()}, p.getTimeoutMs())
+        .then([this, context](Node::ProposeOutcome out) mutable {
+          auto r = context.getResults();
+          r.setStatus(out.status);
+          fill(node_, r.initRedirect(), out.leader);
+        });
+  }
+
+  kj::Promise<void> snapshot(SnapshotContext context) override {
+    context.getResults().setIndex(node_.takeSnapshot());
+    return kj::READY_NOW;
+  }
+
+ private:
+  Node& node_;
+};
+
+capnp::Capability::Client makeService(Node& node) { return kj::heap<Service>(node); }
+
+std::string Node::checkOrigin(wire::Origin::Reader origin, const char* what) {
+  std::string refusal;
+  NodeId from{origin.getFrom()};
+  if (std::string(origin.getClusterId().cStr()) != options_.clusterId) {
+    refusal = "cluster id mismatch: this node belongs to cluster '" + options_.clusterId + "', the sender to '" +
+              origin.getClusterId().cStr() + "'";
+  } else if (NodeId{origin.getTo()} != core_->id()) {
+    refusal = "addressed to n" + std::to_string(origin.getTo()) + " but this is n" + std::to_string(options_.id);
+  } else if (!from || from == core_->id()) {
+    refusal = "invalid sender id " + std::to_string(from.value);
+  } else if (!addresses_.count(from) && !core_->membership().contains(from)) {
+    refusal = "unknown node n" + std::to_string(from.value) + " (not a member, not in --peers)";
+  }
+  if (!refusal.empty()) {
+    ++refusedPeers_;
+    auto now = std::chrono::steady_clock::now();
+    auto& last = lastRefusalLog_[from];
+    if (now - last > std::chrono::seconds(5)) {
+      last = now;
+      log(std::string("refused ") + what + " from n" + std::to_string(from.value) + " at " +
+          origin.getFromAddress().cStr() + ": " + refusal);
+    }
+    return refusal;
+  }
+  // Learn (or refresh) the sender's address: a node added live is known by its traffic.
+  std::string addr = origin.getFromAddress();
+  std::string host;
+  uint16_t port;
+  if (splitAddress(addr, host, port)) {
+    auto& known = addresses_[from];
+    if (known != addr) known = addr;
+  }
+  return "";
+}
+
+std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages) {
+  if (stopping_) return "shutting down";
+  std::string refusal = checkOrigin(origin, "messages");
+  if (!refusal.empty()) return refusal;
+  NodeId from{origin.getFrom()};
+  for (auto wm : messages) {
+    Message m;
+    std::string err = fromWire(wm, m);
+    if (err.empty() && (m.from != from || m.to != core_->id())) err = "message from/to does not match its origin";
+    if (err.empty() && m.type == MessageType::Snapshot) err = "snapshots travel through installSnapshot";
+    if (!err.empty()) {
+      log("refused a message from n" + std::to_string(from.value) + ": " + err);
+      return err;
+    }
+    try {
+      core_->step(m);
+    } catch (const std::invalid_argument& e) {
+      log("refused a message from n" + std::to_string(from.value) + ": " + e.what());
+      return e.what();
+    }
+  }
+  kick();
+  return "";
+}
+
+void Node::deliverSnapshot(Message m, std::string data) {
+  if (stopping_) return;
+  auto snap = std::make_shared<Snapshot>(*m.snapshot);
+  snap->data = Bytes(data);
+  m.snapshot = snap;
+  log("received snapshot at " + toString(snap->meta.index) + " (" + std::to_string(data.size()) + " bytes) from n" +
+      std::to_string(m.from.value));
+  try {
+    core_->step(m);
+  } catch (const std::invalid_argument& e) {
+    log(std::string("refused a snapshot: ") + e.what());
+  }
+  kick();
+}
+
+kj::Promise<Node::ProposeOutcome> Node::forward(kj::Array<kj::byte> command, uint32_t timeoutMs) {
+  NodeId leader = core_->leader();
+  if (!leader || leader == core_->id()) return ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}};
+  Peer& p = peer(leader);
+  KJ_IF_MAYBE(cap, p.cap) {
+    auto req = cap->proposeRequest();
+    req.setCommand(command);
+    req.setTimeoutMs(timeoutMs);
+    return req.send().then(
+        [](capnp::Response<wire::Keel::ProposeResults>&& r) {
+          ProposeOutcome out;
+          out.status = r.getStatus();
+          out.result = std::string(viewOf(r.getResult()));
+          out.leader = NodeId{r.getRedirect().getLeader()};
+          return out;
+        },
+        [leader](kj::Exception&&) {
+          // The connection to the leader broke mid-call: the write may or may not apply.
+          return ProposeOutcome{wire::Status::UNKNOWN_OUTCOME, "", leader};
+        });
+  }
+  return ProposeOutcome{wire::Status::NOT_LEADER, "", leader};
+}
+
+void Node::fillStatus(wire::NodeStatus::Builder out) {
+  out.setId(options_.id);
+  out.setAddress(options_.listen);
+  out.setClusterId(options_.clusterId);
+  out.setHttpAddress(options_.http);
+  std::string role = toString(core_->role());
+  for (char& c : role) c = char(std::tolower(c));
+  out.setRole(role);
+  out.setTerm(core_->term().value);
+  out.setLeader(core_->leader().value);
+  out.setCommit(core_->commitIndex().value);
+  out.setApplied(applied_);
+  out.setLastIndex(log_->lastIndex().value);
+  out.setFirstIndex(log_->firstIndex().value);
+  out.setSnapshotIndex(log_->snapshotMeta().index.value);
+  const Membership& m = core_->membership();
+  auto put = [](const std::vector<NodeId>& ids, capnp::List<uint64_t>::Builder l) {
+    for (size_t i = 0; i < ids.size(); ++i) l.set(i, ids[i].value);
+  };
+  put(m.voters, out.initVoters(m.voters.size()));
+  put(m.learners, out.initLearners(m.learners.size()));
+  put(m.outgoing, out.initOutgoing(m.outgoing.size()));
+  if (core_->role() == Role::Leader) {
+    std::vector<NodeId> others;
+    for (NodeId id : m.members())
+      if (id != core_->id()) others.push_back(id);
+    auto peers = out.initPeers(others.size());
+    for (size_t i = 0; i < others.size(); ++i) {
+      auto ps = peers[i];
+      ps.setId(others[i].value);
+      ps.setAddress(addressOf(others[i]));
+      if (auto pr = core_->progress(others[i])) {
+        ps.setMatch(pr->match.value);
+        ps.setNext(pr->next.value);
+        ps.setState(toString(pr->state));
+        ps.setLag(log_->lastIndex() - std::min(pr->match, log_->lastIndex()));
+      }
+      auto it = peers_.find(others[i]);
+      ps.setConnected(it != peers_.end() && it->second->state == Peer::State::Connected);
+    }
+  }
+}
+
+}  // namespace keel::server
