@@ -114,6 +114,8 @@ class File {
   virtual uint64_t size() const = 0;
   // fdatasync(2): the file's data and size are on stable storage when it returns.
   virtual void sync() = 0;
+  // A hint that [offset, offset + size) will be read soon (posix_fadvise WILLNEED).
+  virtual void willNeed(uint64_t offset, uint64_t size) {}
 };
 
 class FileSystem {

@@ -79,6 +79,10 @@ class PosixFile final : public File {
     return uint64_t(st.st_size);
   }
 
+  void willNeed(uint64_t offset, uint64_t size) override {
+    ::posix_fadvise(fd_, off_t(offset), off_t(size), POSIX_FADV_WILLNEED);
+  }
+
   void sync() override {
     if (::fdatasync(fd_) != 0) fatalIoError("fdatasync", path_, errno);
   }

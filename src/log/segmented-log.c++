@@ -23,6 +23,7 @@
 #include "format.h"
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -40,6 +41,7 @@ namespace {
 
 constexpr const char* kMetaNames[2] = {"meta-a", "meta-b"};
 constexpr uint64_t kScanChunk = 4u << 20;
+constexpr uint64_t kMaxInFlightBytes = 64u << 20;
 
 struct Segment {
   uint32_t id = 0;          // position key: segments_[id - segments_.front()->id]
@@ -142,6 +144,7 @@ struct SegmentedLog::Impl {
   SegPtr pendSeg;
   uint64_t pendOff = 0;
   std::deque<InFlight> inflight;        // handed over, maybe not yet written
+  uint64_t inflightBytes = 0;
   std::vector<ChunkPtr> freeChunks;
   uint64_t nextOpNo = 0;
   uint64_t nextSeq = 0;
@@ -305,6 +308,8 @@ struct SegmentedLog::Impl {
       if (buf.size() < want) buf.resize(want);
       bufLen = f.pread(buf.data(), want, off);
       bufOff = off;
+      // Let the disk fetch the next chunk while this one is checked.
+      if (off + bufLen < size) f.willNeed(off + bufLen, kScanChunk);
       if (bufLen < n) throw CorruptionError(seg.path, off, "short read");
       return buf.data();
     };
@@ -605,6 +610,7 @@ struct SegmentedLog::Impl {
     while (!inflight.empty() && inflight.front().opNo <= done) {
       ChunkPtr c = std::move(inflight.front().data);
       inflight.pop_front();
+      inflightBytes -= c->size();
       if (c.use_count() == 1 && freeChunks.size() < 4 && c->capacity() <= 4 * opts.writeBufferBytes) {
         c->clear();
         freeChunks.push_back(std::move(c));
@@ -614,6 +620,11 @@ struct SegmentedLog::Impl {
 
   void flush() {
     if (pend.empty()) return;
+    // Back-pressure: the owner may run ahead of the disk by a bounded amount only.
+    while (inflightBytes > kMaxInFlightBytes) {
+      retire();
+      if (inflightBytes > kMaxInFlightBytes) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
     ChunkPtr c = newChunk();
     c->swap(pend);
     Op op;
@@ -624,6 +635,7 @@ struct SegmentedLog::Impl {
     pendSeg->flushedEnd = std::max(pendSeg->flushedEnd, pendOff + c->size());
     enqueue(std::move(op));
     uint64_t end = pendOff + c->size();
+    inflightBytes += c->size();
     inflight.push_back(InFlight{nextOpNo, pendSeg->id, pendOff, end, std::move(c)});
     pendSeg.reset();
   }
