@@ -14,10 +14,8 @@
 //     With an empty stack there is nothing left to try: not linearizable.
 //   - When every required (ok) operation is linearized, the history is linearizable; optional
 //     operations still in the list are the ones that never took effect.
-// The seen-set is keyed by a Zobrist hash of the linearized set (kept incrementally) mixed
-// with the state, and stores the set as a bitset so that equality is exact.
+// The seen-set holds a 128-bit fingerprint of each linearized set with its state (SeenSet).
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <numeric>
 #include <unordered_map>
@@ -67,36 +65,37 @@ struct Prepared {
   int32_t produces() const { return kind == Kind::Read ? -1 : kind == Kind::Set ? a : b; }
 };
 
-// The set of (linearized bitset, state) configurations already explored.
+// The set of (linearized set, state) configurations already explored. A linearized set is
+// represented by a 128-bit Zobrist fingerprint (the XOR of two independent random 64-bit keys
+// per operation, kept incrementally as operations are linearized and undone), so that a step
+// costs O(1) and a configuration 20 bytes however long the history. Two different sets share a
+// fingerprint with probability 2^-128 per pair: for 10^9 configurations, about 10^-21, far
+// below the rate of memory errors. (A collision could only make the checker report a violation
+// that is not there; never hide one.)
 class SeenSet {
  public:
-  explicit SeenSet(size_t words) : words_(words) { slots_.assign(1024, 0); }
+  SeenSet() { slots_.assign(1024, 0); }
 
   // Inserts; returns false if already present.
-  bool insert(const std::vector<uint64_t>& bits, int32_t state, uint64_t hash) {
-    if ((count_ + 1) * 2 > slots_.size()) grow();
+  bool insert(uint64_t h1, uint64_t h2, int32_t state) {
+    if ((entries_.size() + 1) * 2 > slots_.size()) grow();
     size_t mask = slots_.size() - 1;
-    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    for (size_t i = h1 & mask;; i = (i + 1) & mask) {
       uint32_t s = slots_[i];
       if (s == 0) {
         slots_[i] = static_cast<uint32_t>(entries_.size() + 1);
-        entries_.push_back({hash, state});
-        pool_.insert(pool_.end(), bits.begin(), bits.end());
-        ++count_;
+        entries_.push_back({h1, h2, state});
         return true;
       }
       const Entry& e = entries_[s - 1];
-      if (e.hash == hash && e.state == state &&
-          std::memcmp(pool_.data() + (s - 1) * words_, bits.data(), words_ * 8) == 0) {
-        return false;
-      }
+      if (e.h1 == h1 && e.h2 == h2 && e.state == state) return false;
     }
   }
-  size_t size() const { return count_; }
+  size_t size() const { return entries_.size(); }
 
  private:
   struct Entry {
-    uint64_t hash;
+    uint64_t h1, h2;
     int32_t state;
   };
   void grow() {
@@ -105,16 +104,13 @@ class SeenSet {
     size_t mask = slots_.size() - 1;
     for (uint32_t s : old) {
       if (s == 0) continue;
-      size_t i = entries_[s - 1].hash & mask;
+      size_t i = entries_[s - 1].h1 & mask;
       while (slots_[i] != 0) i = (i + 1) & mask;
       slots_[i] = s;
     }
   }
-  size_t words_;
-  size_t count_ = 0;
   std::vector<uint32_t> slots_;
   std::vector<Entry> entries_;
-  std::vector<uint64_t> pool_;
 };
 
 struct SearchOutcome {
@@ -125,12 +121,31 @@ struct SearchOutcome {
   int32_t blocking = -1;
 };
 
-SearchOutcome search(const std::vector<Prepared>& ops, const Deadline& deadline) {
+// Two reductions keep optional (info) operations from multiplying the search space, both
+// preserving the verdict:
+//  - Nothing that sets the value (write, delete) is linearized right after an optional
+//    operation. In any linearization, an optional operation followed by a write or delete (or by
+//    nothing) can be dropped: its value is overwritten unseen. So some linearization exists iff
+//    one exists in which every optional operation is immediately followed by an operation that
+//    reads the value it left (a read or a cas of it).
+//  - At one point of the search, optional operations that do the same thing (same kind and
+//    values, e.g. several info deletes) and are all already invoked are interchangeable: only
+//    the first in the list is tried.
+SearchOutcome search(const std::vector<Prepared>& unsorted, const Deadline& deadline) {
   SearchOutcome out;
-  const size_t n = ops.size();
+  const size_t n = unsorted.size();
   size_t requiredCount = 0;
-  for (auto& op : ops) requiredCount += op.required;
+  for (auto& op : unsorted) requiredCount += op.required;
   if (requiredCount == 0) return out;
+
+  // Operations in call order: the search does not depend on the order they were recorded in.
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    return unsorted[x].call < unsorted[y].call;
+  });
+  std::vector<Prepared> ops(n);
+  for (size_t i = 0; i < n; ++i) ops[i] = unsorted[order[i]];
 
   // Entries 1..2n in time order; 0 is the head. -1 ends the list.
   struct Event {
@@ -175,19 +190,27 @@ SearchOutcome search(const std::vector<Prepared>& ops, const Deadline& deadline)
     if (next[e] != -1) prev[next[e]] = e;
   };
 
-  std::vector<uint64_t> zobrist(n);
-  for (size_t i = 0; i < n; ++i) zobrist[i] = splitmix(i * 0x2545F4914F6CDD1Dull + 1);
-  const size_t words = (n + 63) / 64;
-  std::vector<uint64_t> bits(words, 0);
-  uint64_t hash = 0;
-  SeenSet seen(words);
+  std::vector<uint64_t> zobrist1(n), zobrist2(n);
+  for (size_t i = 0; i < n; ++i) {
+    zobrist1[i] = splitmix(2 * i);
+    zobrist2[i] = splitmix(2 * i + 1 + (uint64_t{1} << 40));
+  }
+  uint64_t hash1 = 0, hash2 = 0;
+  SeenSet seen;
 
   struct Frame {
     int32_t entry;
     int32_t state;
+    bool afterOptional;
   };
   std::vector<Frame> stack;
+  // Optional operations considered at each depth: (depth, operation).
+  std::vector<std::pair<size_t, uint32_t>> considered;
+  auto sameAs = [&](uint32_t x, uint32_t y) {
+    return ops[x].kind == ops[y].kind && ops[x].a == ops[y].a && ops[x].b == ops[y].b;
+  };
   int32_t state = 0;
+  bool afterOptional = false;
   size_t requiredDone = 0;
   Time blockingTime = 0;
   uint64_t iterations = 0;
@@ -202,28 +225,43 @@ SearchOutcome search(const std::vector<Prepared>& ops, const Deadline& deadline)
     if (isCall[entry]) {
       uint32_t i = entryOp[entry];
       const Prepared& op = ops[i];
+      if (!op.required) {
+        bool twin = false;
+        for (size_t k = considered.size(); k-- > 0 && considered[k].first == stack.size();) {
+          if (sameAs(considered[k].second, i)) {
+            twin = true;
+            break;
+          }
+        }
+        if (twin) {
+          entry = next[entry];
+          continue;
+        }
+        considered.emplace_back(stack.size(), i);
+      }
       bool legal;
       int32_t after = state;
       switch (op.kind) {
         case Kind::Read: legal = state == op.a; break;
-        case Kind::Set: legal = true; after = op.a; break;
+        case Kind::Set: legal = !afterOptional; after = op.a; break;
         case Kind::Cas: legal = state == op.a; after = op.b; break;
         default: legal = false;
       }
       if (legal) {
-        uint64_t h = hash ^ zobrist[i];
-        bits[i / 64] ^= uint64_t{1} << (i % 64);
-        if (seen.insert(bits, after, h ^ splitmix(static_cast<uint64_t>(after)))) {
-          stack.push_back({entry, state});
+        uint64_t h1 = hash1 ^ zobrist1[i], h2 = hash2 ^ zobrist2[i];
+        int32_t key = after * 2 + (op.required ? 0 : 1);
+        if (seen.insert(h1 ^ splitmix(static_cast<uint64_t>(key) + 0x5151), h2, key)) {
+          stack.push_back({entry, state, afterOptional});
           state = after;
-          hash = h;
+          afterOptional = !op.required;
+          hash1 = h1;
+          hash2 = h2;
           requiredDone += op.required;
           unlink(entry);
           unlink(match[entry]);
           entry = next[0];
           continue;
         }
-        bits[i / 64] ^= uint64_t{1} << (i % 64);
       }
       entry = next[entry];
     } else {
@@ -236,12 +274,16 @@ SearchOutcome search(const std::vector<Prepared>& ops, const Deadline& deadline)
         out.verdict = Verdict::NotLinearizable;
         break;
       }
+      while (!considered.empty() && considered.back().first >= stack.size()) {
+        considered.pop_back();
+      }
       Frame f = stack.back();
       stack.pop_back();
       uint32_t j = entryOp[f.entry];
       state = f.state;
-      hash ^= zobrist[j];
-      bits[j / 64] ^= uint64_t{1} << (j % 64);
+      afterOptional = f.afterOptional;
+      hash1 ^= zobrist1[j];
+      hash2 ^= zobrist2[j];
       requiredDone -= ops[j].required;
       relink(match[f.entry]);
       relink(f.entry);
@@ -250,6 +292,7 @@ SearchOutcome search(const std::vector<Prepared>& ops, const Deadline& deadline)
   }
   out.states = seen.size();
   if (out.verdict != Verdict::NotLinearizable) out.blocking = -1;
+  if (out.blocking >= 0) out.blocking = static_cast<int32_t>(order[out.blocking]);
   return out;
 }
 
@@ -438,16 +481,28 @@ CheckResult check(const History& history, const CheckOptions& options) {
           shrinkStarted = true;
           shrinkDeadline = Deadline::after(options.shrinkTimeout);
         }
-        // First cut: nothing invoked after the completion the search could not get past.
+        // First cuts: the last w operations invoked before the completion the search could
+        // not get past (w = 8, 16, 32, ...), with the writes of the values they observed. The
+        // first such window that is still not linearizable is where delta debugging starts.
         if (r.blocking >= 0) {
           Time limit = checker.prepared(r.blocking).ret;
-          std::vector<size_t> cut;
+          std::vector<size_t> before;
           for (size_t k : all) {
-            if (checker.prepared(k).call <= limit) cut.push_back(k);
+            if (checker.prepared(k).call <= limit) before.push_back(k);
           }
-          cut = checker.closure(std::move(cut));
-          if (cut.size() < core.size() && checker.fails(cut, shrinkDeadline)) {
-            core = std::move(cut);
+          std::stable_sort(before.begin(), before.end(), [&](size_t x, size_t y) {
+            return checker.prepared(x).call < checker.prepared(y).call;
+          });
+          for (size_t w = 8;; w *= 2) {
+            w = std::min(w, before.size());
+            std::vector<size_t> cut(before.end() - static_cast<ptrdiff_t>(w), before.end());
+            std::sort(cut.begin(), cut.end());
+            cut = checker.closure(std::move(cut));
+            if (cut.size() < core.size() && checker.fails(cut, shrinkDeadline)) {
+              core = std::move(cut);
+              break;
+            }
+            if (w == before.size() || shrinkDeadline.passed()) break;
           }
         }
         core = checker.shrink(std::move(core), shrinkDeadline, &kr.minimal);
