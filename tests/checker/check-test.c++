@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <map>
+#include <random>
 #include <sstream>
 
 #include "keel/check.h"
@@ -394,6 +397,110 @@ TEST(Checker, RendersOperationsReadably) {
   EXPECT_NE(render(op).find("[100, inf)"), std::string::npos) << render(op);
 }
 
+// A brute-force oracle for tiny histories: tries every subset of the info operations in every
+// order that respects real time. Keys are checked together (as one search over all
+// operations, each key its own register), independently of the checker's partitioning.
+bool bruteForceLinearizable(const History& h) {
+  std::vector<Operation> ops;
+  for (auto& op : h.operations()) {
+    if (op.outcome == Outcome::Fail) continue;
+    if (op.f == Function::Read && op.outcome != Outcome::Ok) continue;
+    ops.push_back(op);
+  }
+  size_t n = ops.size();
+  auto required = [&](size_t i) { return ops[i].outcome == Outcome::Ok; };
+  std::map<std::string, Opt> reg;
+  std::vector<bool> placed(n, false);
+  std::function<bool()> dfs = [&]() -> bool {
+    bool done = true;
+    for (size_t i = 0; i < n; ++i) done = done && (placed[i] || !required(i));
+    if (done) return true;
+    for (size_t x = 0; x < n; ++x) {
+      if (placed[x]) continue;
+      bool allowed = true;  // no unplaced ok operation completed before x was invoked
+      for (size_t y = 0; y < n && allowed; ++y) {
+        if (y != x && !placed[y] && required(y) && ops[y].completeTime < ops[x].invokeTime) {
+          allowed = false;
+        }
+      }
+      if (!allowed) continue;
+      Opt& cur = reg[ops[x].key];
+      Opt saved = cur;
+      bool legal = true;
+      switch (ops[x].f) {
+        case Function::Read: legal = cur == ops[x].value; break;
+        case Function::Write: cur = ops[x].value; break;
+        case Function::Delete: cur.reset(); break;
+        case Function::Cas:
+          legal = cur == ops[x].expected;
+          if (legal) cur = ops[x].newValue;
+          break;
+      }
+      if (legal) {
+        placed[x] = true;
+        bool ok = dfs();
+        placed[x] = false;
+        if (ok) {
+          cur = saved;
+          return true;
+        }
+      }
+      cur = saved;
+    }
+    return false;
+  };
+  return dfs();
+}
+
+TEST(Checker, AgreesWithBruteForceOnTinyRandomHistories) {
+  std::mt19937_64 rng(7);
+  auto pick = [&](int n) { return static_cast<int>(rng() % n); };
+  const Opt values[] = {nullopt, Opt{"a"}, Opt{"b"}, Opt{"c"}};
+  size_t rejected = 0;
+  for (int round = 0; round < 4000; ++round) {
+    History h;
+    int count = 2 + pick(6);
+    int keys = 1 + (pick(4) == 0);
+    for (int i = 0; i < count; ++i) {
+      std::string key = keys == 1 ? "x" : std::string(1, static_cast<char>('x' + pick(2)));
+      Time a = pick(20), b = a + pick(10);
+      int r = pick(100);
+      Outcome o = r < 70 ? Outcome::Ok : r < 90 ? Outcome::Info : Outcome::Fail;
+      int f = pick(10);
+      size_t id;
+      if (f < 4) {
+        id = h.invokeRead(i, key, a);
+      } else if (f < 7) {
+        id = h.invokeWrite(i, key, *values[1 + pick(3)], a);
+      } else if (f < 9) {
+        id = h.invokeCas(i, key, values[pick(4)], values[1 + pick(3)], a);
+      } else {
+        id = h.invokeDelete(i, key, a);
+      }
+      if (pick(10) != 0) h.complete(id, o, b, values[pick(4)]);
+    }
+    bool expected = bruteForceLinearizable(h);
+    CheckResult r = check(h);
+    ASSERT_EQ(r.verdict, expected ? Verdict::Linearizable : Verdict::NotLinearizable)
+        << "round " << round << "\n" << [&] {
+             std::ostringstream out;
+             h.writeJsonLines(out);
+             return out.str();
+           }();
+    if (!expected) {
+      ++rejected;
+      // The reported operations cannot be ordered on their own either.
+      History core;
+      for (auto& op : r.violation()->violation) core.add(op);
+      EXPECT_FALSE(bruteForceLinearizable(core)) << "round " << round;
+      EXPECT_TRUE(r.violation()->minimal);
+    }
+  }
+  // Both verdicts were exercised.
+  EXPECT_GT(rejected, 400u);
+  EXPECT_LT(rejected, 3600u);
+}
+
 // The big one: 10,000 operations over 10 keys from 8 clients with 5% info outcomes.
 class RandomHistory : public ::testing::TestWithParam<uint64_t> {};
 
@@ -427,7 +534,9 @@ TEST_P(RandomHistory, LinearizableHistoryIsAcceptedAndACorruptedReadRejected) {
   std::cout << "  corrupted read found in " << secs << " s; " << ids.size()
             << " operations cannot be ordered" << (v->minimal ? " (minimal)" : "") << "\n"
             << render(c);
-  if (v->minimal) EXPECT_LE(ids.size(), 6u) << render(c);
+  if (v->minimal) {
+    EXPECT_LE(ids.size(), 6u) << render(c);
+  }
 
   // The reported operations, on their own, are not linearizable either.
   History core;
@@ -436,6 +545,20 @@ TEST_P(RandomHistory, LinearizableHistoryIsAcceptedAndACorruptedReadRejected) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, RandomHistory, ::testing::Values(1, 2));
+
+TEST(Checker, TenThousandOperationsOnOneKeyAreAccepted) {
+  testing::RandomHistoryOptions o;
+  o.seed = 3;
+  o.keys = 1;
+  History h = testing::randomHistory(o);
+  auto start = std::chrono::steady_clock::now();
+  CheckResult r = check(h);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.verdict, Verdict::Linearizable);
+  EXPECT_LT(secs, 20.0);
+  std::cout << "  10000 operations on one key checked in " << secs << " s, "
+            << r.perKey.at(0).states << " states\n";
+}
 
 TEST(Checker, ManySmallRandomHistoriesAreLinearizable) {
   for (uint64_t seed = 100; seed < 140; ++seed) {
