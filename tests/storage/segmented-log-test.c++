@@ -360,9 +360,9 @@ TEST(SegmentedLog, InstallSnapshotReplacesTheLog) {
 
 TEST(SegmentedLog, GroupCommitReportsBatchesInOrder) {
   TempDir t;
-  SegmentedLog log(t.log());
-  std::vector<uint64_t> seen;
+  std::vector<uint64_t> seen;  // outlives the log: its destructor's final batch reports too
   std::mutex mu;
+  SegmentedLog log(t.log());
   log.onDurable([&](uint64_t seq) {
     std::lock_guard<std::mutex> lk(mu);
     seen.push_back(seq);
