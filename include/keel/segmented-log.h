@@ -209,7 +209,9 @@ class SegmentedLog final : public Log {
 
   // ---- Snapshot transfer ----
   // The size of the latest snapshot's data, and up to `maxBytes` of it from `offset` (empty at
-  // the end). Reads from the file, so a large snapshot is sent without holding it in memory.
+  // the end). A snapshot found on open is read from its file, chunk by chunk, never held whole
+  // in memory; one given to compact()/installSnapshot() in this process is served from the
+  // Bytes it came in (the log keeps a reference).
   uint64_t snapshotSize() const;
   Bytes snapshotChunk(uint64_t offset, uint64_t maxBytes) const;
 
