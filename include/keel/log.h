@@ -13,9 +13,18 @@
 // the index of the last entry, or snapshotMeta().index when there are none. term() answers for
 // every index in [firstIndex() - 1, lastIndex()] (the snapshot's own index included).
 //
+// HardState::commit may lag on stable storage: a node that restarts with an older commit index
+// learns the rest from the leader. Term and vote may not: they must be durable before any
+// message of messagesAfterPersist leaves.
+//
 // A Log is single-threaded unless an implementation says otherwise. Errors of the storage
-// itself (a failed write or sync) are not expected outcomes: implementations end the process
-// or throw, never return a partial result.
+// itself (a failed write or sync, a corrupt record found by a read) are not expected outcomes:
+// implementations end the process or throw, never return a partial result; the read side may
+// therefore throw too (SegmentedLog reads from disk and verifies checksums).
+//
+// Implementations with asynchronous durability (SegmentedLog::syncAsync) let a server keep its
+// event loop running during the sync; the core does not care how, only that advance() comes
+// after the writes are durable.
 #pragma once
 
 #include <keel/types.h>
@@ -49,7 +58,9 @@ class Log {
   // firstIndex() - 1. Existing entries from entries[0].index on are replaced (the Raft rule for
   // a conflicting suffix, §5.3).
   virtual void append(std::span<const Entry> entries) = 0;
-  // Replaces the whole log by a snapshot received from the leader (§7): every entry goes.
+  // Replaces the whole log by a snapshot received from the leader: every entry goes. (The §7
+  // rule that keeps the entries after a snapshot the log already holds is the core's: it
+  // never asks for an install in that case.)
   virtual void installSnapshot(const Snapshot& snapshot) = 0;
   // Keeps `snapshot` (taken locally of applied state) and drops the entries it covers.
   // Requires firstIndex() - 1 <= snapshot.meta.index <= lastIndex().
