@@ -66,6 +66,9 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   } else {
     SegmentedLog::Options lo;
     lo.initialMembership = initial;
+    // --unsafe-test-ack-before-persist (tests only): appends stay in the log's user-space write
+    // buffer until the lazy sync in tickLoop(), so kill -9 drops them.
+    if (options_.unsafeTestAckBeforePersist) lo.writeBufferBytes = 1ull << 30;
     auto seg = std::make_unique<SegmentedLog>(options_.dataDir, lo);
     segmented_ = seg.get();
     segmented_->onDurable([this](uint64_t seq) {
@@ -95,6 +98,14 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   cfg.maxEntryBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
   cfg.applied = snap.meta.index;
   cfg.seed = rng_();
+  if (options_.unsafeTestAckBeforePersist) {
+    // Tests only: acknowledgements leave before the persist (see Fault::AckBeforePersist).
+    cfg.faults |= uint64_t{1} << static_cast<unsigned>(Fault::AckBeforePersist);
+    log("UNSAFE TEST MODE: acknowledging writes before they are durable (--unsafe-test-ack-before-persist)");
+  }
+  if (options_.unsafeTestStaleReads) {
+    log("UNSAFE TEST MODE: serving every read from local state (--unsafe-test-stale-reads)");
+  }
   core_ = std::make_unique<Consensus>(cfg, *log_);
   log("started: " + core_->membership().toString() + ", log " + toString(log_->firstIndex()) + ".." +
       toString(log_->lastIndex()) + ", term " + std::to_string(core_->term().value) +
@@ -160,6 +171,11 @@ void Node::process() {
     wrote = true;
   }
   if (!wrote) {
+    finishReady();
+    return;
+  }
+  if (options_.unsafeTestAckBeforePersist) {
+    // Tests only: carry on as if the write were durable; tickLoop() syncs lazily.
     finishReady();
     return;
   }
@@ -287,6 +303,11 @@ uint64_t Node::takeSnapshot() {
 kj::Promise<void> Node::tickLoop() {
   return timer_.afterDelay(options_.tickMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
     if (stopping_) return kj::READY_NOW;
+    // --unsafe-test-ack-before-persist: the only syncs, about every 2 s.
+    if (options_.unsafeTestAckBeforePersist && segmented_ &&
+        ++unsafeTestTicks_ % std::max<uint64_t>(1, 2000 / options_.tickMs) == 0) {
+      segmented_->syncAsync();
+    }
     core_->tick();
     kick();
     return tickLoop();
@@ -323,7 +344,8 @@ kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uin
 }
 
 kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linearizable, uint32_t timeoutMs) {
-  if (!linearizable) {
+  // --unsafe-test-stale-reads (tests only): every read is served locally, without ReadIndex.
+  if (!linearizable || options_.unsafeTestStaleReads) {
     ProposeOutcome out;
     out.result = sm_.query(std::string_view(reinterpret_cast<const char*>(q.begin()), q.size()));
     return out;

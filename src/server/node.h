@@ -168,6 +168,7 @@ class Node final {
   uint64_t readsServed_ = 0;
   uint64_t syncs_ = 0;
   uint64_t refusedPeers_ = 0;
+  uint64_t unsafeTestTicks_ = 0;  // --unsafe-test-ack-before-persist: ticks since start
   std::vector<uint64_t> fsyncBuckets_;  // histogram of sync latency
   double fsyncSum_ = 0;
   std::chrono::steady_clock::time_point syncStart_;

@@ -62,6 +62,12 @@ const std::vector<OptionHelp>& optionHelp() {
       {"session-timeout-ms", "<ms>", "Idle client sessions expire after this. Default: 600000."},
       {"memory-log", "<true|false>", "Keep the log in memory (not durable; for tests)."},
       {"quiet", "<true|false>", "Log only warnings."},
+      // Deliberate defects for the fault tests (tests/nemesis); each needs --unsafe-test too.
+      {"unsafe-test", "<true|false>", "TESTS ONLY: allow the unsafe-test-* defects below."},
+      {"unsafe-test-ack-before-persist", "<true|false>",
+       "TESTS ONLY (breaks durability): acknowledge writes before they are durable and write the log lazily."},
+      {"unsafe-test-stale-reads", "<true|false>",
+       "TESTS ONLY (breaks linearizability): serve every read from local state, without ReadIndex."},
   };
   return h;
 }
@@ -103,6 +109,13 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
     bool b;
     if (!parseBool(value, b)) return bad("expected true or false");
     (name == "join" ? o.join : name == "quiet" ? o.quiet : o.memoryLog) = b;
+  } else if (name == "unsafe-test" || name == "unsafe-test-ack-before-persist" ||
+             name == "unsafe-test-stale-reads") {
+    bool b;
+    if (!parseBool(value, b)) return bad("expected true or false");
+    (name == "unsafe-test" ? o.unsafeTest
+     : name == "unsafe-test-stale-reads" ? o.unsafeTestStaleReads
+                                         : o.unsafeTestAckBeforePersist) = b;
   } else if (name == "cluster-id") {
     if (value.empty() || value.size() > 128) return bad("expected a name of 1 to 128 characters");
     o.clusterId = value;
@@ -159,6 +172,10 @@ std::string validate(const Options& o) {
   if (!o.join && !o.peers.count(o.id)) return "--peers must include this node's id (" + std::to_string(o.id) + ")";
   if (o.listen.empty() && !o.peers.count(o.id)) return "--listen is required";
   if (o.heartbeatTicks >= o.electionTicks) return "--heartbeat-ticks must be below --election-ticks";
+  if ((o.unsafeTestAckBeforePersist || o.unsafeTestStaleReads) && !o.unsafeTest) {
+    return "--unsafe-test-ack-before-persist and --unsafe-test-stale-reads break safety on purpose "
+           "(tests only): they need --unsafe-test as well";
+  }
   return "";
 }
 

@@ -26,6 +26,15 @@ struct Options {
   uint64_t sessionTimeoutMs = 600000;       // --session-timeout-ms (KV sessions)
   bool memoryLog = false;                   // --memory-log: not durable (tests only)
   bool quiet = false;                       // --quiet
+  // ---- Deliberate defects for the fault tests (tests/nemesis) that must be caught. ----
+  // Each needs --unsafe-test as well; a node refuses to start otherwise. Never in production.
+  bool unsafeTest = false;                  // --unsafe-test: allow the unsafe-test-* options
+  // --unsafe-test-ack-before-persist: acknowledge appends (and count the leader's own copy)
+  // before they are durable, and write the log lazily (about every 2 s), so kill -9 loses
+  // acknowledged entries.
+  bool unsafeTestAckBeforePersist = false;
+  // --unsafe-test-stale-reads: serve every read from local state, without ReadIndex.
+  bool unsafeTestStaleReads = false;
 };
 
 // Sets one option by its flag name (without dashes). Returns an error sentence, "" when fine.
