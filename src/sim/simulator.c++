@@ -1,0 +1,1171 @@
+// keel-sim: the simulation engine. See simulator.h for what a run does.
+#include "simulator.h"
+
+#include "invariants.h"
+#include "register-machine.h"
+#include "sim-log.h"
+
+#include <keel/check.h>
+#include <keel/consensus.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+namespace keel::sim {
+
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kTick = 10 * kMs;  // one tick of every node's clock
+constexpr int kSpares = 2;           // nodes outside the first configuration
+
+// xoshiro-free and portable: splitmix64, the same on every platform and standard library.
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  uint64_t below(uint64_t n) { return n ? next() % n : 0; }
+  int64_t range(int64_t lo, int64_t hi) { return lo + int64_t(below(uint64_t(hi - lo + 1))); }  // [lo, hi]
+  bool chance(double p) { return double(next() >> 11) * (1.0 / 9007199254740992.0) < p; }
+};
+
+// One line of a node's recent history, rendered only for a failure report.
+struct Trace {
+  enum Kind : uint8_t { Recv, Send, Role, Crash, Restart, Pause, Resume, Propose, Sync, Apply, Install, Compact,
+                        Membership, Transfer, Read, SlowDisk };
+  Trace() = default;
+  explicit Trace(Kind k, std::string t = {}) : kind(k), text(std::move(t)) {}
+  Kind kind = Recv;
+  int64_t time = 0;
+  MessageType mtype = MessageType::Append;
+  uint64_t peer = 0, term = 0, index = 0, commit = 0, n = 0;
+  bool reject = false;
+  std::string text;  // only for rare events
+};
+
+std::string fmtTime(int64_t t) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%lld.%06lld", (long long)(t / 1'000'000'000), (long long)(t % 1'000'000'000 / 1000));
+  return b;
+}
+
+std::string render(const Trace& t) {
+  std::ostringstream o;
+  o << fmtTime(t.time) << "  ";
+  switch (t.kind) {
+    case Trace::Recv:
+    case Trace::Send:
+      o << (t.kind == Trace::Recv ? "recv " : "send ") << toString(t.mtype) << (t.kind == Trace::Recv ? " from n" : " to n")
+        << t.peer << " term=" << t.term << " index=" << t.index << " commit=" << t.commit;
+      if (t.n) o << " entries=" << t.n;
+      if (t.reject) o << " reject";
+      break;
+    case Trace::Role: o << "becomes " << t.text << " in term " << t.term; break;
+    case Trace::Propose: o << "proposes " << t.text << " at index " << t.index << " term " << t.term; break;
+    case Trace::Sync: o << "sync done: last index " << t.index << ", commit " << t.commit; break;
+    case Trace::Apply: o << "applies " << t.n << " entries through " << t.index; break;
+    case Trace::Install: o << "installs snapshot at " << t.index << " term " << t.term; break;
+    case Trace::Compact: o << "compacts through " << t.index; break;
+    default: o << t.text; break;
+  }
+  return o.str();
+}
+
+struct Node {
+  NodeId id;
+  Config config;
+  std::unique_ptr<SimLog> log;
+  std::unique_ptr<Consensus> core;  // null while down
+  RegisterMachine sm;
+  Index smApplied;
+  bool paused = false;
+  bool retired = false;              // shut down for good (after healing: not a member)
+  bool syncing = false;              // a Ready is outstanding, its writes in flight to disk
+  bool syncDoneWhilePaused = false;
+  const Ready* ready = nullptr;
+  uint64_t epoch = 0;                // bumped by every crash: stale events of the old life lapse
+  uint64_t leaderTermAtLastReady = 0;
+  int64_t diskFactor = 1;
+  std::vector<Message> held;         // delivered while paused
+  Role lastRole = Role::Follower;
+  Term lastTerm;
+  std::vector<Trace> trace;          // ring
+  size_t traceNext = 0;
+  bool up() const { return core != nullptr; }
+};
+
+struct Client {
+  enum class Phase : uint8_t { Idle, Sending, AwaitApply, AwaitReadState, AwaitReadApply };
+  uint64_t process = 0;
+  Phase phase = Phase::Idle;
+  uint64_t gen = 0;  // invalidates timers
+  // The operation.
+  checker::Function f = checker::Function::Read;
+  std::string key, value;
+  std::optional<std::string> expected;
+  checker::History::Handle handle = 0;
+  uint64_t seq = 0;
+  int64_t invoked = 0, deadline = 0, attemptDeadline = 0;
+  bool maybeApplied = false;  // some proposal of it was accepted and is not known to be lost
+  // Write and CAS: every accepted proposal of the operation (a retry re-proposes the same
+  // client id and sequence number, which the state machine applies at most once).
+  struct Watch {
+    uint64_t node;
+    Index index;
+    Term term;
+  };
+  std::vector<Watch> watches;
+  // Where it waits.
+  uint64_t target = 0;  // the node it believes leads
+  uint64_t waitNode = 0, waitEpoch = 0;
+  Index waitIndex;
+  Term waitTerm;
+  uint64_t readContext = 0;
+};
+
+struct Event {
+  enum Kind : uint8_t { Tick, Deliver, SyncDone, ClientTimer, Nemesis, Restart, Resume, DiskNormal, Heal, CrashNow };
+  int64_t time;
+  uint64_t seq;
+  Kind kind;
+  uint64_t node = 0;
+  uint64_t epoch = 0;
+  Message msg;
+};
+struct Later {
+  bool operator()(const Event& a, const Event& b) const { return a.time != b.time ? a.time > b.time : a.seq > b.seq; }
+};
+
+class LivenessFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const Options& o);
+  Result run();
+
+ private:
+  // Events
+  void schedule(int64_t at, Event::Kind k, uint64_t node = 0, uint64_t epoch = 0, Message* m = nullptr);
+  void dispatch(Event& e);
+  void observe();
+
+  // Nodes
+  Node& node(uint64_t id) { return nodes_[id - 1]; }
+  void start(Node& n);
+  void crash(Node& n);
+  void restart(Node& n);
+  void processReadies(Node& n);
+  void finishReady(Node& n);
+  void apply(Node& n, const Entry& e);
+  void deliver(Message& m);
+  void send(const Message& m);
+  void trace(Node& n, Trace t);
+  void traceRole(Node& n);
+  uint64_t leaderId();
+
+  // Clients
+  void startOp(Client& c);
+  void attempt(Client& c);
+  void complete(Client& c, checker::Outcome outcome, std::optional<std::string> readValue = std::nullopt);
+  void clientTimer(Client& c);
+  void arm(Client& c, int64_t at);
+  void readReady(Node& n, const ReadState& rs);
+  void serveReads(Node& n);
+
+  // Nemesis
+  void nemesis();
+  void partition();
+  void heal();
+  void healAll();
+  void membershipChange();
+
+  std::string report();
+
+  Options o_;
+  Rng rng_;
+  Result res_;
+  int64_t now_ = 0;
+  uint64_t seq_ = 0;
+  std::vector<Event> queue_;
+  std::vector<Node> nodes_;
+  std::vector<Client> clients_;
+  Invariants inv_;
+  checker::History history_;
+  uint64_t nextProcess_ = 1;
+  uint64_t nextValue_ = 1;
+  uint64_t nextContext_ = 1;
+  std::vector<std::optional<std::string>> lastWritten_;  // per key, for CAS expectations
+  // Network
+  std::vector<std::vector<bool>> blocked_;  // [from][to], 1-based
+  bool partitioned_ = false;
+  double loss_ = 0, dup_ = 0, longDelay_ = 0;
+  // Phases
+  bool healed_ = false;
+  int64_t healTime_ = 0;
+  bool stopIssuing_ = false;
+  double crashAfterAck_ = 0;
+  double crashNewLeader_ = 0;
+  std::string configText_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd1dull + 0x1234567} {
+  int n = o_.nodes ? o_.nodes : int(3 + 2 * rng_.below(3));
+  if (n != 3 && n != 5 && n != 7) throw std::invalid_argument("keel-sim: a cluster has 3, 5 or 7 nodes");
+  static const uint32_t kMixes[] = {
+      kNetwork | kPartitions | kTransfers | kSnapshots,
+      kCrashes | kTornWrites | kSlowDisk | kSnapshots | kNetwork,
+      kMembership | kTransfers | kSnapshots | kCrashes | kPartitions,
+      kPauses | kSlowDisk | kPartitions | kNetwork | kCrashes,
+      kAllFaults,
+  };
+  uint32_t mix = o_.faults ? o_.faults : kMixes[rng_.below(5)];
+  o_.faults = mix;
+  res_.seed = o_.seed;
+  res_.nodes = n;
+  res_.faults = mix;
+
+  // The configuration of the cores varies with the seed too.
+  bool preVote = rng_.chance(0.75);
+  bool checkQuorum = rng_.chance(0.75);
+  static const uint64_t kMessageBytes[] = {1, 64, 1 << 20};
+  uint64_t maxMessageBytes = kMessageBytes[rng_.below(3)];
+  static const uint32_t kInflight[] = {1, 4, 256};
+  uint32_t maxInflight = kInflight[rng_.below(3)];
+  // Crashes at the moments that matter most: right after a node acknowledged entries or
+  // granted a vote (the probability per acknowledgement, when crashes are on).
+  static const double kCrashAfterAck[] = {0, 0.005, 0.02};
+  crashAfterAck_ = (mix & kCrashes) ? kCrashAfterAck[rng_.below(3)] : 0;
+  // ... and right after a node became the leader (before or while it replicates its first
+  // entries: the schedules of Figure 8 of the Raft paper).
+  static const double kCrashNewLeader[] = {0, 0.1, 0.3};
+  crashNewLeader_ = (mix & kCrashes) ? kCrashNewLeader[rng_.below(3)] : 0;
+  configText_ = std::string("preVote=") + (preVote ? "on" : "off") + " checkQuorum=" + (checkQuorum ? "on" : "off") +
+                " maxMessageBytes=" + std::to_string(maxMessageBytes) + " maxInflight=" + std::to_string(maxInflight) +
+                " crashAfterAck=" + std::to_string(crashAfterAck_) + " crashNewLeader=" + std::to_string(crashNewLeader_);
+
+  Membership initial;
+  for (int i = 1; i <= n; ++i) initial.voters.push_back(NodeId{uint64_t(i)});
+  int total = n + kSpares;
+  nodes_.resize(total);
+  for (int i = 0; i < total; ++i) {
+    Node& nd = nodes_[i];
+    nd.id = NodeId{uint64_t(i + 1)};
+    nd.config.id = nd.id;
+    nd.config.electionTicks = 10;
+    nd.config.heartbeatTicks = 2;
+    nd.config.preVote = preVote;
+    nd.config.checkQuorum = checkQuorum;
+    nd.config.maxMessageBytes = maxMessageBytes;
+    nd.config.maxInflightMessages = maxInflight;
+    nd.config.faults = o_.coreFaults;
+    nd.log = std::make_unique<SimLog>(nd.id, initial, inv_);
+    nd.trace.resize(size_t(std::max(1, o_.traceDepth)));
+    start(nd);
+    // Clocks of different phases.
+    schedule(rng_.range(1, kTick), Event::Tick, nd.id.value);
+  }
+  blocked_.assign(total + 1, std::vector<bool>(total + 1, false));
+  lastWritten_.resize(o_.keys);
+  clients_.resize(o_.clients);
+  for (Client& c : clients_) {
+    c.process = nextProcess_++;
+    c.target = 1 + rng_.below(n);
+    arm(c, rng_.range(0, 20 * kMs));
+  }
+  schedule(rng_.range(100 * kMs, 300 * kMs), Event::Nemesis);
+}
+
+void Simulation::schedule(int64_t at, Event::Kind k, uint64_t node, uint64_t epoch, Message* m) {
+  Event e;
+  e.time = at;
+  e.seq = seq_++;
+  e.kind = k;
+  e.node = node;
+  e.epoch = epoch;
+  if (m) e.msg = std::move(*m);
+  queue_.push_back(std::move(e));
+  std::push_heap(queue_.begin(), queue_.end(), Later{});
+}
+
+void Simulation::trace(Node& n, Trace t) {
+  t.time = now_;
+  n.trace[n.traceNext % n.trace.size()] = std::move(t);
+  ++n.traceNext;
+}
+
+void Simulation::traceRole(Node& n) {
+  if (!n.up()) return;
+  if (n.core->role() != n.lastRole || n.core->term() != n.lastTerm) {
+    n.lastRole = n.core->role();
+    n.lastTerm = n.core->term();
+    Trace t(Trace::Role);
+    t.term = n.lastTerm.value;
+    t.text = toString(n.lastRole);
+    trace(n, std::move(t));
+    if (n.lastRole == Role::Leader && crashNewLeader_ > 0 && !healed_ && rng_.chance(crashNewLeader_))
+      schedule(now_ + rng_.range(0, 10 * kMs), Event::CrashNow, n.id.value, n.epoch);
+  }
+}
+
+uint64_t Simulation::leaderId() {
+  uint64_t best = 0;
+  Term bestTerm;
+  for (Node& n : nodes_)
+    if (n.up() && !n.paused && n.core->role() == Role::Leader && n.core->term() >= bestTerm) {
+      best = n.id.value;
+      bestTerm = n.core->term();
+    }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+void Simulation::start(Node& n) {
+  n.config.seed = rng_.next();
+  n.core = std::make_unique<Consensus>(n.config, *n.log);
+  n.lastRole = n.core->role();
+  n.lastTerm = n.core->term();
+}
+
+void Simulation::crash(Node& n) {
+  if (!n.up()) return;
+  res_.crashes++;
+  n.core.reset();
+  bool tear = (o_.faults & kTornWrites) && rng_.chance(0.5);
+  n.log->crash([&](size_t units) -> size_t { return tear ? size_t(rng_.below(units + 1)) : 0; });
+  n.epoch++;
+  n.syncing = false;
+  n.syncDoneWhilePaused = false;
+  n.ready = nullptr;
+  n.paused = false;
+  n.held.clear();
+  n.leaderTermAtLastReady = 0;
+  Trace t(Trace::Crash);
+  t.text = tear ? "crashes (tearing unsynced writes)" : "crashes (losing unsynced writes)";
+  trace(n, std::move(t));
+}
+
+void Simulation::restart(Node& n) {
+  if (n.up() || n.retired) return;
+  if (o_.defects & kForgetVote) n.log->forgetVote();
+  Snapshot s = n.log->snapshot();
+  n.sm = RegisterMachine{};
+  if (!s.data.empty() && !n.sm.restore(s.data.view())) throw std::logic_error("keel-sim: a snapshot did not restore");
+  n.smApplied = s.meta.index;
+  n.config.applied = s.meta.index;
+  inv_.restarted(n.id, n.log->hardState().commit, s.meta.index);
+  start(n);
+  Trace t(Trace::Restart);
+  t.text = "restarts: term " + std::to_string(n.core->term().value) + ", vote n" + std::to_string(n.core->vote().value) +
+           ", commit " + std::to_string(n.core->commitIndex().value) + ", log " +
+           std::to_string(n.log->firstIndex().value) + ".." + std::to_string(n.log->lastIndex().value);
+  trace(n, std::move(t));
+  processReadies(n);
+}
+
+void Simulation::processReadies(Node& n) {
+  while (n.up() && !n.paused && !n.syncing && n.core->hasReady()) {
+    Consensus& c = *n.core;
+    const Ready& rd = c.ready();
+    bool leader = c.role() == Role::Leader;
+    if (leader && n.leaderTermAtLastReady != c.term().value && crashNewLeader_ > 0 && !healed_ &&
+        rng_.chance(crashNewLeader_ / 2)) {
+      // The new leader writes its first entries and dies before it sends anything: it alone
+      // holds its no-op (the schedule of Figure 8 of the Raft paper).
+      if (rd.snapshot) n.log->installSnapshot(*rd.snapshot);
+      n.log->append(rd.entries);
+      if (rd.hardState) n.log->setHardState(*rd.hardState);
+      n.log->sync();
+      crash(n);
+      schedule(now_ + (rng_.chance(0.5) ? rng_.range(100'000, 5 * kMs) : rng_.range(5 * kMs, 300 * kMs)),
+               Event::Restart, n.id.value, n.epoch);
+      return;
+    }
+    uint64_t strict = leader && n.leaderTermAtLastReady == c.term().value ? c.term().value : 0;
+    n.leaderTermAtLastReady = leader ? c.term().value : 0;
+    for (const Message& m : rd.messages) send(m);
+    n.log->setWriter(strict);
+    if (rd.snapshot) n.log->installSnapshot(*rd.snapshot);
+    n.log->append(rd.entries);
+    if (rd.hardState) n.log->setHardState(*rd.hardState);
+    n.log->setWriter(0);
+    if (strict && rd.hardState && rd.hardState->commit > n.log->durable().hardState().commit) {
+      // §5.4.2 (Figure 2, "Rules for Servers: Leaders"): a leader moves its commit index only
+      // to an entry of its current term; earlier entries commit with it, never by counting.
+      Index ci = rd.hardState->commit;
+      if (ci >= n.log->firstIndex() && ci <= n.log->lastIndex() && n.log->term(ci) != c.term())
+        throw SafetyViolation("§5.4.2: leader n" + std::to_string(n.id.value) + " of term " +
+                              std::to_string(c.term().value) + " committed entry " + std::to_string(ci.value) +
+                              " of term " + std::to_string(n.log->term(ci).value) + " by counting replicas");
+    }
+    n.ready = &rd;
+    if (n.log->unsynced()) {
+      n.syncing = true;
+      int64_t delay = rng_.range(200'000, 2 * kMs) * n.diskFactor;
+      schedule(now_ + delay, Event::SyncDone, n.id.value, n.epoch);
+      return;
+    }
+    finishReady(n);
+  }
+}
+
+void Simulation::finishReady(Node& n) {
+  Consensus& c = *n.core;
+  const Ready& rd = *n.ready;
+  n.log->sync();
+  if (rd.hardState || !rd.entries.empty()) {
+    Trace t(Trace::Sync);
+    t.index = n.log->lastIndex().value;
+    t.commit = n.log->hardState().commit.value;
+    trace(n, std::move(t));
+  }
+  for (const Message& m : rd.messagesAfterPersist) send(m);
+  if (rd.snapshot) {
+    const Snapshot& s = *rd.snapshot;
+    n.sm = RegisterMachine{};
+    if (!s.data.empty() && !n.sm.restore(s.data.view())) throw std::logic_error("keel-sim: a snapshot did not restore");
+    n.smApplied = s.meta.index;
+    inv_.appliedSnapshot(n.id, s.meta.index);
+    res_.snapshotInstalls++;
+    Trace t(Trace::Install);
+    t.index = s.meta.index.value;
+    t.term = s.meta.term.value;
+    trace(n, std::move(t));
+  }
+  for (const Entry& e : rd.committed) apply(n, e);
+  if (!rd.committed.empty()) {
+    Trace t(Trace::Apply);
+    t.n = rd.committed.size();
+    t.index = rd.committed.back().index.value;
+    trace(n, std::move(t));
+  }
+  for (const ReadState& rs : rd.readStates) readReady(n, rs);
+  n.ready = nullptr;
+  n.syncing = false;
+  c.advance();
+  serveReads(n);
+}
+
+void Simulation::apply(Node& n, const Entry& e) {
+  inv_.applied(n.id, e);
+  n.smApplied = e.index;
+  std::string result;
+  if (e.type == EntryType::Normal && !e.data.empty()) result = n.sm.apply(e.index, e.data.view());
+  for (Client& c : clients_) {
+    if (c.watches.empty()) continue;
+    for (size_t k = 0; k < c.watches.size(); ++k) {
+      const Client::Watch& w = c.watches[k];
+      if (w.node != n.id.value || w.index != e.index) continue;
+      if (e.term == w.term) {
+        complete(c, result == "ok" ? checker::Outcome::Ok : checker::Outcome::Fail);
+        break;
+      }
+      // Another entry committed at the index: ours (index, term) never will (Log Matching).
+      c.watches.erase(c.watches.begin() + long(k));
+      if (c.watches.empty()) {
+        c.maybeApplied = false;
+        if (c.phase == Client::Phase::AwaitApply) {
+          c.phase = Client::Phase::Sending;
+          arm(c, now_ + rng_.range(1 * kMs, 5 * kMs));
+        }
+      }
+      break;
+    }
+  }
+}
+
+void Simulation::send(const Message& m) {
+  res_.messages++;
+  if (crashAfterAck_ > 0 && !healed_ && !m.reject &&
+      (m.type == MessageType::AppendResponse || m.type == MessageType::VoteResponse) && rng_.chance(crashAfterAck_)) {
+    // Crash the sender a moment later (it goes on with this Ready first) and restart it soon.
+    schedule(now_ + rng_.range(0, 1 * kMs), Event::CrashNow, m.from.value, node(m.from.value).epoch);
+  }
+  if (loss_ > 0 && rng_.chance(loss_)) {
+    res_.dropped++;
+    return;
+  }
+  int copies = dup_ > 0 && rng_.chance(dup_) ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    int64_t delay = rng_.range(500'000, 3 * kMs);
+    if (longDelay_ > 0 && rng_.chance(longDelay_)) delay += rng_.range(5 * kMs, 150 * kMs);
+    Message copy = m;
+    schedule(now_ + delay, Event::Deliver, m.to.value, 0, &copy);
+  }
+}
+
+void Simulation::deliver(Message& m) {
+  if (m.to.value == 0 || m.to.value > nodes_.size()) return;
+  Node& n = node(m.to.value);
+  if (!n.up() || blocked_[m.from.value][m.to.value]) {
+    res_.dropped++;
+    return;
+  }
+  if (n.paused) {
+    n.held.push_back(std::move(m));
+    return;
+  }
+  Trace t(Trace::Recv);
+  t.mtype = m.type;
+  t.peer = m.from.value;
+  t.term = m.term.value;
+  t.index = m.index.value;
+  t.commit = m.commit.value;
+  t.n = m.entries.size();
+  t.reject = m.reject;
+  trace(n, std::move(t));
+  n.core->step(m);
+  processReadies(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+void Simulation::arm(Client& c, int64_t at) {
+  ++c.gen;
+  schedule(at, Event::ClientTimer, uint64_t(&c - clients_.data()), c.gen);
+}
+
+void Simulation::startOp(Client& c) {
+  if (stopIssuing_) return;
+  int k = int(rng_.below(uint64_t(o_.keys)));
+  c.key = "k" + std::to_string(k);
+  c.seq++;
+  c.invoked = now_;
+  c.deadline = now_ + o_.opTimeout;
+  c.maybeApplied = false;
+  c.watches.clear();
+  c.expected.reset();
+  // Clients do not all follow the leader: some start at any node (which redirects them).
+  if (rng_.chance(0.25)) c.target = 1 + rng_.below(nodes_.size());
+  uint64_t dice = rng_.below(10);
+  if (dice < 4) {
+    c.f = checker::Function::Read;
+    c.handle = history_.invokeRead(c.process, c.key, now_);
+  } else if (dice < 8) {
+    c.f = checker::Function::Write;
+    c.value = "v" + std::to_string(nextValue_++);
+    c.handle = history_.invokeWrite(c.process, c.key, c.value, now_);
+    lastWritten_[k] = c.value;
+  } else {
+    c.f = checker::Function::Cas;
+    c.value = "v" + std::to_string(nextValue_++);
+    c.expected = lastWritten_[k];
+    c.handle = history_.invokeCas(c.process, c.key, c.expected, c.value, now_);
+    lastWritten_[k] = c.value;
+  }
+  c.phase = Client::Phase::Sending;
+  attempt(c);
+}
+
+void Simulation::attempt(Client& c) {
+  if (now_ >= c.deadline) {
+    // Reads changed nothing; a write that was never appended certainly did not apply.
+    complete(c, c.f != checker::Function::Read && c.maybeApplied ? checker::Outcome::Info
+                 : c.f == checker::Function::Read               ? checker::Outcome::Info
+                                                                : checker::Outcome::Fail);
+    return;
+  }
+  Node& n = node(c.target);
+  if (!n.up() || n.paused) {
+    // Connection refused (or no answer): try another node.
+    c.target = 1 + rng_.below(nodes_.size());
+    arm(c, now_ + rng_.range(2 * kMs, 20 * kMs));
+    return;
+  }
+  Consensus& core = *n.core;
+  auto redirect = [&](const keel::Result& r) {
+    c.target = r.leader ? r.leader.value : 1 + rng_.below(nodes_.size());
+    arm(c, std::min(c.deadline, now_ + (r.leader ? rng_.range(1 * kMs, 5 * kMs) : rng_.range(10 * kMs, 30 * kMs))));
+  };
+  if (c.f == checker::Function::Read) {
+    if (o_.defects & kStaleReads) {
+      complete(c, checker::Outcome::Ok, n.sm.query(c.key) == "-" ? std::nullopt : std::optional(n.sm.query(c.key)));
+      return;
+    }
+    c.readContext = nextContext_++;
+    keel::Result r = core.readIndex(c.readContext);
+    if (!r.ok()) {
+      redirect(r);
+      return;
+    }
+    c.phase = Client::Phase::AwaitReadState;
+    c.waitNode = n.id.value;
+    c.waitEpoch = n.epoch;
+    c.attemptDeadline = now_ + 150 * kMs;
+    arm(c, std::min(c.deadline, c.attemptDeadline));
+    Trace t(Trace::Read);
+    t.text = "read " + c.key + " for p" + std::to_string(c.process) + " (context " + std::to_string(c.readContext) + ")";
+    trace(n, std::move(t));
+    processReadies(n);
+    return;
+  }
+  std::string cmd = c.f == checker::Function::Write
+                        ? RegisterMachine::encodeWrite(c.process, c.seq, c.key, c.value)
+                        : RegisterMachine::encodeCas(c.process, c.seq, c.key, c.expected, c.value);
+  keel::Result r = core.propose(Bytes(cmd));
+  if (!r.ok()) {
+    if (r.refusal == Refusal::NotLeader) {
+      redirect(r);
+    } else {
+      arm(c, std::min(c.deadline, now_ + rng_.range(5 * kMs, 20 * kMs)));
+    }
+    return;
+  }
+  c.maybeApplied = true;
+  c.phase = Client::Phase::AwaitApply;
+  c.watches.push_back({n.id.value, r.index, r.term});
+  // No answer for a while (the node lost leadership, was removed, crashed): propose again
+  // elsewhere; the session makes the retry apply at most once.
+  arm(c, std::min(c.deadline, now_ + 300 * kMs));
+  Trace t(Trace::Propose);
+  t.index = r.index.value;
+  t.term = r.term.value;
+  t.text = std::string(checker::name(c.f)) + " " + c.key + "=" + c.value + " for p" + std::to_string(c.process);
+  trace(n, std::move(t));
+  processReadies(n);
+}
+
+void Simulation::complete(Client& c, checker::Outcome outcome, std::optional<std::string> readValue) {
+  history_.complete(c.handle, outcome, now_, std::move(readValue));
+  switch (outcome) {
+    case checker::Outcome::Ok: res_.opsOk++; break;
+    case checker::Outcome::Fail: res_.opsFail++; break;
+    case checker::Outcome::Info: res_.opsInfo++; break;
+  }
+  bool timedOut = outcome == checker::Outcome::Info || (outcome == checker::Outcome::Fail && now_ >= c.deadline);
+  if (healed_ && c.invoked >= healTime_ && timedOut) {
+    throw LivenessFailure("liveness: client p" + std::to_string(c.process) + "'s " + std::string(checker::name(c.f)) +
+                          " of " + c.key + ", invoked at " + fmtTime(c.invoked) + " after everything healed at " +
+                          fmtTime(healTime_) + ", did not complete within " + fmtTime(o_.opTimeout) + " s");
+  }
+  if (outcome == checker::Outcome::Info) c.process = nextProcess_++;
+  c.watches.clear();
+  c.phase = Client::Phase::Idle;
+  arm(c, now_ + rng_.range(2 * kMs, 30 * kMs));
+}
+
+void Simulation::clientTimer(Client& c) {
+  switch (c.phase) {
+    case Client::Phase::Idle: startOp(c); break;
+    case Client::Phase::Sending: attempt(c); break;
+    case Client::Phase::AwaitApply:
+      if (now_ >= c.deadline) {
+        complete(c, checker::Outcome::Info);
+      } else {
+        c.phase = Client::Phase::Sending;
+        if (uint64_t l = leaderId()) {
+          c.target = l;
+        } else {
+          c.target = 1 + rng_.below(nodes_.size());
+        }
+        attempt(c);
+      }
+      break;
+    case Client::Phase::AwaitReadState:
+    case Client::Phase::AwaitReadApply:
+      // The read round was lost (a lost message, a new leader): ask again, perhaps elsewhere.
+      c.phase = Client::Phase::Sending;
+      if (uint64_t l = leaderId(); l && rng_.chance(0.5)) {
+        // Like a client library that refreshes its list of the cluster's members.
+        const auto& voters = node(l).core->membership().voters;
+        c.target = voters[rng_.below(voters.size())].value;
+      } else {
+        c.target = 1 + (c.target + rng_.below(nodes_.size() - 1)) % nodes_.size();  // another node
+      }
+      attempt(c);
+      break;
+  }
+}
+
+void Simulation::readReady(Node& n, const ReadState& rs) {
+  for (Client& c : clients_) {
+    if (c.phase != Client::Phase::AwaitReadState || c.waitNode != n.id.value || c.waitEpoch != n.epoch ||
+        c.readContext != rs.context)
+      continue;
+    c.waitIndex = rs.index;
+    c.phase = Client::Phase::AwaitReadApply;
+  }
+}
+
+void Simulation::serveReads(Node& n) {
+  for (Client& c : clients_) {
+    if (c.phase != Client::Phase::AwaitReadApply || c.waitNode != n.id.value || c.waitEpoch != n.epoch) continue;
+    if (n.smApplied < c.waitIndex) continue;
+    std::string v = n.sm.query(c.key);
+    complete(c, checker::Outcome::Ok, v == "-" ? std::nullopt : std::optional(v));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nemesis
+
+void Simulation::heal() {
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  partitioned_ = false;
+}
+
+void Simulation::partition() {
+  heal();
+  size_t total = nodes_.size();
+  auto isolate = [&](uint64_t id) {
+    for (uint64_t j = 1; j <= total; ++j)
+      if (j != id) blocked_[id][j] = blocked_[j][id] = true;
+  };
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 1; i <= total; ++i) ids.push_back(i);
+  for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[rng_.below(i)]);
+  std::string shape;
+  switch (rng_.below(6)) {
+    case 0:
+      isolate(ids[0]);
+      shape = "n" + std::to_string(ids[0]) + " isolated";
+      break;
+    case 1: {
+      uint64_t l = leaderId();
+      if (!l) l = ids[0];
+      isolate(l);
+      shape = "the leader n" + std::to_string(l) + " isolated";
+      break;
+    }
+    case 2: {
+      // minority | majority (of the voters at the start; spares land anywhere)
+      size_t k = 1 + rng_.below(uint64_t(res_.nodes - 1) / 2);
+      for (size_t a = 0; a < k; ++a)
+        for (size_t b = k; b < ids.size(); ++b) blocked_[ids[a]][ids[b]] = blocked_[ids[b]][ids[a]] = true;
+      shape = "split " + std::to_string(k) + "|" + std::to_string(ids.size() - k);
+      break;
+    }
+    case 3: {
+      // one-way: a node that can receive but not send, or the other way round
+      uint64_t a = rng_.chance(0.5) ? (leaderId() ? leaderId() : ids[0]) : ids[0];
+      bool out = rng_.chance(0.5);
+      for (uint64_t j = 1; j <= total; ++j)
+        if (j != a) (out ? blocked_[a][j] : blocked_[j][a]) = true;
+      shape = "n" + std::to_string(a) + (out ? " cannot send" : " cannot receive");
+      break;
+    }
+    case 4: {
+      // a ring: each node hears only its two neighbours (not transitive)
+      for (size_t a = 0; a < ids.size(); ++a)
+        for (size_t b = 0; b < ids.size(); ++b) {
+          size_t d = (a + ids.size() - b) % ids.size();
+          if (a != b && d != 1 && d != ids.size() - 1) blocked_[ids[a]][ids[b]] = true;
+        }
+      shape = "ring";
+      break;
+    }
+    default: {
+      // random one-way links
+      int links = int(1 + rng_.below(total * 2));
+      for (int i = 0; i < links; ++i) {
+        uint64_t a = 1 + rng_.below(total), b = 1 + rng_.below(total);
+        if (a != b) blocked_[a][b] = true;
+      }
+      shape = "random one-way cuts";
+      break;
+    }
+  }
+  partitioned_ = true;
+  res_.partitions++;
+  for (Node& n : nodes_) {
+    Trace t(Trace::Membership);
+    t.text = "network: " + shape;
+    trace(n, std::move(t));
+  }
+}
+
+void Simulation::membershipChange() {
+  uint64_t l = leaderId();
+  if (!l) return;
+  Node& n = node(l);
+  const Membership& m = n.core->membership();
+  std::vector<NodeId> spares;
+  for (Node& x : nodes_)
+    if (!m.contains(x.id)) spares.push_back(x.id);
+  std::vector<MembershipChange> ch;
+  auto pick = [&](const std::vector<NodeId>& v) { return v[rng_.below(v.size())]; };
+  switch (rng_.below(5)) {
+    case 0:
+      if (!spares.empty()) ch.push_back({MembershipChange::Kind::AddLearner, pick(spares)});
+      break;
+    case 1:
+      if (!m.learners.empty()) ch.push_back({MembershipChange::Kind::AddVoter, pick(m.learners)});
+      break;
+    case 2:
+      if (m.voters.size() > 3) ch.push_back({MembershipChange::Kind::Remove, pick(m.voters)});
+      break;
+    case 3:
+      if (!m.learners.empty()) ch.push_back({MembershipChange::Kind::Remove, pick(m.learners)});
+      break;
+    default:
+      if (!spares.empty()) {
+        ch.push_back({MembershipChange::Kind::Remove, pick(m.voters)});
+        ch.push_back({MembershipChange::Kind::AddVoter, pick(spares)});
+      }
+      break;
+  }
+  if (ch.empty()) return;
+  keel::Result r = n.core->proposeMembership(ch);
+  Trace t(Trace::Membership);
+  std::string what;
+  for (auto& c : ch)
+    what += std::string(c.kind == MembershipChange::Kind::AddVoter     ? " add-voter n"
+                        : c.kind == MembershipChange::Kind::AddLearner ? " add-learner n"
+                                                                       : " remove n") +
+            std::to_string(c.node.value);
+  t.text = "membership change" + what + ": " + (r.ok() ? "proposed at " + std::to_string(r.index.value) : toString(r.refusal));
+  trace(n, std::move(t));
+  if (r.ok()) res_.membershipChanges++;
+  processReadies(n);
+}
+
+void Simulation::nemesis() {
+  schedule(now_ + rng_.range(10 * kMs, 150 * kMs), Event::Nemesis);
+  std::vector<uint32_t> kinds;
+  for (uint32_t b = 1; b < kAllFaults; b <<= 1)
+    if ((o_.faults & b) && b != kTornWrites) kinds.push_back(b);
+  if (kinds.empty()) return;
+  uint32_t k = kinds[rng_.below(kinds.size())];
+  size_t total = nodes_.size();
+  auto randomNode = [&]() -> Node& {
+    if (rng_.chance(0.3))
+      if (uint64_t l = leaderId()) return node(l);
+    return node(1 + rng_.below(total));
+  };
+  switch (k) {
+    case kNetwork: {
+      static const double kLoss[] = {0, 0, 0.01, 0.05, 0.2};
+      static const double kDup[] = {0, 0, 0.02, 0.1};
+      static const double kLong[] = {0, 0, 0.02, 0.1};
+      loss_ = kLoss[rng_.below(5)];
+      dup_ = kDup[rng_.below(4)];
+      longDelay_ = kLong[rng_.below(4)];
+      break;
+    }
+    case kPartitions:
+      if (partitioned_ && rng_.chance(0.5)) {
+        heal();
+        for (Node& n : nodes_) trace(n, Trace(Trace::Membership, "network: healed"));
+      } else {
+        partition();
+      }
+      break;
+    case kCrashes: {
+      Node& n = randomNode();
+      if (!n.up()) break;
+      crash(n);
+      schedule(now_ + rng_.range(5 * kMs, 600 * kMs), Event::Restart, n.id.value, n.epoch);
+      break;
+    }
+    case kPauses: {
+      Node& n = randomNode();
+      if (!n.up() || n.paused) break;
+      n.paused = true;
+      res_.pauses++;
+      trace(n, Trace(Trace::Pause, "paused"));
+      schedule(now_ + rng_.range(20 * kMs, 500 * kMs), Event::Resume, n.id.value, n.epoch);
+      break;
+    }
+    case kSlowDisk: {
+      Node& n = randomNode();
+      n.diskFactor = rng_.range(10, 100);
+      trace(n, Trace(Trace::SlowDisk, "disk slows down x" + std::to_string(n.diskFactor)));
+      schedule(now_ + rng_.range(200 * kMs, 2000 * kMs), Event::DiskNormal, n.id.value);
+      break;
+    }
+    case kMembership: membershipChange(); break;
+    case kTransfers: {
+      uint64_t l = leaderId();
+      if (!l) break;
+      Node& n = node(l);
+      const auto& voters = n.core->membership().voters;
+      NodeId to = voters[rng_.below(voters.size())];
+      keel::Result r = n.core->transferLeadership(to);
+      trace(n, Trace(Trace::Transfer, "transfers leadership to n" + std::to_string(to.value) + ": " + toString(r.refusal)));
+      if (r.ok()) res_.transfers++;
+      processReadies(n);
+      break;
+    }
+    case kSnapshots: {
+      Node& n = node(1 + rng_.below(total));
+      if (!n.up() || n.syncing || n.paused || n.smApplied != n.core->appliedIndex() ||
+          n.smApplied < n.log->firstIndex())
+        break;
+      Snapshot s;
+      s.meta = n.core->snapshotMeta();
+      s.data = Bytes(n.sm.snapshotBytes());
+      n.log->compact(s);
+      res_.compactions++;
+      Trace t(Trace::Compact);
+      t.index = s.meta.index.value;
+      trace(n, std::move(t));
+      break;
+    }
+  }
+}
+
+void Simulation::healAll() {
+  healed_ = true;
+  healTime_ = now_;
+  heal();
+  loss_ = dup_ = longDelay_ = 0;
+  for (Node& n : nodes_) {
+    n.diskFactor = 1;
+    if (!n.up()) {
+      restart(n);
+    } else if (n.paused) {
+      Event e;
+      e.kind = Event::Resume;
+      e.node = n.id.value;
+      e.epoch = n.epoch;
+      dispatch(e);
+    }
+    trace(n, Trace(Trace::Membership, "everything heals"));
+  }
+  // The operator shuts down the servers that no voter counts as a member any more: a removed
+  // server that does not know it was removed would disrupt the cluster with elections when
+  // neither pre-vote nor check-quorum is on (diss. §4.2.3).
+  std::vector<bool> member(nodes_.size() + 1, false);
+  for (Node& n : nodes_) {
+    if (!n.up() || !n.core->membership().isVoter(n.id)) continue;
+    member[n.id.value] = true;
+    for (NodeId m : n.core->membership().members()) member[m.value] = true;
+  }
+  for (Node& n : nodes_) {
+    if (member[n.id.value] || !n.up()) continue;
+    crash(n);
+    n.retired = true;
+    trace(n, Trace(Trace::Crash, "retired: not a member"));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+void Simulation::dispatch(Event& e) {
+  switch (e.kind) {
+    case Event::Tick: {
+      Node& n = node(e.node);
+      schedule(now_ + kTick, Event::Tick, e.node);
+      if (!n.up() || n.paused) return;
+      n.core->tick();
+      processReadies(n);
+      break;
+    }
+    case Event::Deliver: deliver(e.msg); break;
+    case Event::SyncDone: {
+      Node& n = node(e.node);
+      if (e.epoch != n.epoch || !n.syncing) return;
+      if (n.paused) {
+        n.syncDoneWhilePaused = true;
+        return;
+      }
+      finishReady(n);
+      processReadies(n);
+      break;
+    }
+    case Event::ClientTimer: {
+      Client& c = clients_[e.node];
+      if (e.epoch != c.gen) return;
+      clientTimer(c);
+      break;
+    }
+    case Event::Nemesis:
+      if (!healed_) nemesis();
+      break;
+    case Event::Restart: {
+      Node& n = node(e.node);
+      if (e.epoch == n.epoch) restart(n);
+      break;
+    }
+    case Event::Resume: {
+      Node& n = node(e.node);
+      if (e.epoch != n.epoch || !n.paused) return;
+      n.paused = false;
+      trace(n, Trace(Trace::Resume, "resumes"));
+      if (n.syncDoneWhilePaused) {
+        n.syncDoneWhilePaused = false;
+        finishReady(n);
+      }
+      std::vector<Message> held;
+      held.swap(n.held);
+      processReadies(n);
+      for (Message& m : held) {
+        if (!n.up() || n.paused) break;
+        deliver(m);
+      }
+      break;
+    }
+    case Event::DiskNormal: node(e.node).diskFactor = 1; break;
+    case Event::CrashNow: {
+      Node& n = node(e.node);
+      if (e.epoch != n.epoch || !n.up() || healed_) return;
+      crash(n);
+      schedule(now_ + (rng_.chance(0.5) ? rng_.range(100'000, 5 * kMs) : rng_.range(5 * kMs, 300 * kMs)), Event::Restart,
+               n.id.value, n.epoch);
+      break;
+    }
+    case Event::Heal: healAll(); break;
+  }
+}
+
+void Simulation::observe() {
+  static thread_local std::vector<Invariants::View> views;
+  views.clear();
+  for (Node& n : nodes_) {
+    views.push_back({n.id, n.core.get(), &n.log->memory(), !n.syncing});
+    traceRole(n);
+  }
+  inv_.observe(views);
+}
+
+Result Simulation::run() {
+  try {
+    bool healScheduled = false;
+    int64_t end = 0;
+    while (!queue_.empty()) {
+      std::pop_heap(queue_.begin(), queue_.end(), Later{});
+      Event e = std::move(queue_.back());
+      queue_.pop_back();
+      now_ = e.time;
+      if (!healScheduled && res_.events >= o_.events) {
+        healScheduled = true;
+        Event h;
+        h.kind = Event::Heal;
+        dispatch(h);
+        observe();
+        end = now_ + o_.livenessTime;
+      }
+      if (healed_ && !stopIssuing_ && now_ >= end) stopIssuing_ = true;
+      if (stopIssuing_) {
+        bool idle = std::all_of(clients_.begin(), clients_.end(), [](const Client& c) { return c.phase == Client::Phase::Idle; });
+        if (idle) break;
+        if (now_ > end + 2 * o_.opTimeout) throw LivenessFailure("liveness: clients still busy long after the end");
+      }
+      res_.events++;
+      dispatch(e);
+      observe();
+    }
+    // Every client completed an operation after healing?
+    res_.simTime = now_;
+  } catch (const SafetyViolation& v) {
+    res_.ok = false;
+    res_.failure = std::string("safety: ") + v.what();
+  } catch (const LivenessFailure& v) {
+    res_.ok = false;
+    res_.failure = v.what();
+  } catch (const std::exception& x) {
+    res_.ok = false;
+    res_.failure = std::string("exception: ") + x.what();
+  }
+  res_.simTime = now_;
+  res_.committed = inv_.committedEntries();
+  res_.terms = inv_.terms();
+  if (res_.ok && o_.checkHistory) {
+    checker::CheckOptions co;
+    co.timeout = std::chrono::seconds(20);
+    checker::CheckResult cr = checker::check(history_, co);
+    if (cr.verdict == checker::Verdict::NotLinearizable) {
+      res_.ok = false;
+      res_.failure = "linearizability: the history is not linearizable\n" + checker::render(cr);
+    } else if (cr.verdict == checker::Verdict::Unknown) {
+      res_.ok = false;
+      res_.failure = "linearizability: the checker gave up (unknown)";
+    }
+  }
+  if (!o_.historyPath.empty()) {
+    std::ofstream out(o_.historyPath);
+    history_.writeJsonLines(out);
+  }
+  if (!res_.ok) res_.report = report();
+  return res_;
+}
+
+std::string Simulation::report() {
+  std::ostringstream o;
+  o << "keel-sim --seed " << o_.seed << ": FAILED at " << fmtTime(now_) << " s, event " << res_.events << "\n";
+  o << "  " << res_.nodes << " nodes, faults " << faultNames(o_.faults) << ", " << configText_ << "\n";
+  o << "  " << res_.failure << "\n";
+  for (Node& n : nodes_) {
+    o << "\n  n" << n.id.value << ": ";
+    if (!n.up()) {
+      o << "down";
+    } else {
+      const Consensus& c = *n.core;
+      o << toString(c.role()) << (n.paused ? " (paused)" : "") << ", term " << c.term().value << ", vote n" << c.vote().value
+        << ", commit " << c.commitIndex().value << ", applied " << c.appliedIndex().value << ", last "
+        << c.lastIndex().value << ", members " << c.membership().toString();
+    }
+    o << "; log " << n.log->firstIndex().value << ".." << n.log->lastIndex().value << " (durable through "
+      << n.log->durable().lastIndex().value << ")\n";
+    size_t count = std::min(n.traceNext, n.trace.size());
+    for (size_t i = n.traceNext - count; i < n.traceNext; ++i) o << "    " << render(n.trace[i % n.trace.size()]) << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+const std::pair<uint32_t, const char*> kFaultNames[] = {
+    {kNetwork, "network"},   {kPartitions, "partitions"}, {kCrashes, "crashes"},
+    {kTornWrites, "torn"},   {kPauses, "pauses"},         {kSlowDisk, "slow-disk"},
+    {kMembership, "membership"}, {kTransfers, "transfers"}, {kSnapshots, "snapshots"},
+};
+}
+
+std::optional<uint32_t> parseFaults(const std::string& names) {
+  if (names == "all") return kAllFaults;
+  uint32_t out = 0;
+  std::stringstream s(names);
+  std::string item;
+  while (std::getline(s, item, ',')) {
+    bool found = false;
+    for (auto& [bit, name] : kFaultNames)
+      if (item == name) out |= bit, found = true;
+    if (!found) return std::nullopt;
+  }
+  return out;
+}
+
+std::string faultNames(uint32_t faults) {
+  if (faults == kAllFaults) return "all";
+  std::string out;
+  for (auto& [bit, name] : kFaultNames)
+    if (faults & bit) out += (out.empty() ? "" : ",") + std::string(name);
+  return out.empty() ? "none" : out;
+}
+
+std::string Result::summary() const {
+  std::ostringstream o;
+  o << "seed " << seed << ": " << (ok ? "ok" : "FAILED") << "  nodes=" << nodes << " faults=" << faultNames(faults)
+    << " events=" << events << " time=" << fmtTime(simTime) << "s ops=" << opsOk << "/" << opsFail << "/" << opsInfo
+    << " (ok/fail/info) committed=" << committed << " terms=" << terms << " crashes=" << crashes
+    << " partitions=" << partitions << " membership=" << membershipChanges << " transfers=" << transfers
+    << " compactions=" << compactions << " installs=" << snapshotInstalls;
+  return o.str();
+}
+
+Result run(const Options& options) {
+  Simulation s(options);
+  return s.run();
+}
+
+}  // namespace keel::sim
