@@ -577,10 +577,6 @@ void Consensus::Impl::stepLeader(const Message& m) {
       if (pr->state == Progress::State::Snapshot && pr->snapshotTicks >= 2 * cfg_.electionTicks) {
         pr->becomeProbe();  // the snapshot was lost or refused: try again from a probe
       }
-      // A follower that answers heartbeats but whose window of Appends stays full lost them
-      // (or their answers): nothing else would free the window, and it would never hear from
-      // us again (§10.2.2 diss. pipelining; found by keel-sim). Probe again from its match.
-      if (pr->state == Progress::State::Replicate && pr->inflights.full()) pr->becomeProbe();
       if (pr->match < log_.lastIndex()) sendAppend(*pr, true);
       if (m.context > pr->readAck) {
         pr->readAck = m.context;
@@ -979,14 +975,16 @@ const Ready& Consensus::Impl::ready() {
       applied_ = e.index;
       if (role_ == Role::Leader && e.term == term_)
         uncommittedBytes_ -= std::min<uint64_t>(uncommittedBytes_, e.data.size());
-      Membership m;
-      if (e.type == EntryType::Membership && Membership::decode(e.data.view(), m)) applyMembership(m);
+      if (e.type == EntryType::Membership) {
+        Membership m;
+        if (Membership::decode(e.data.view(), m)) applyMembership(m);
+      }
     }
     // A leader elected after C_old,new was appended finds it applied before its no-op (or
     // applied it as a follower): applyMembership declined to leave it then (its no-op was
     // pending), so it leaves it once the no-op is applied (§6; diss. §4.3). Without this the
     // cluster stayed joint forever and refused every later change.
-    leaveJointIfApplied();
+    if (membership_.joint()) leaveJointIfApplied();
   }
   ready_.messages = now_[cur_].span();
   ready_.messagesAfterPersist = after_[cur_].span();
@@ -1005,7 +1003,7 @@ void Consensus::Impl::advance() {
   after_[out].clear();
   readStates_[out].clear();
   readyOutstanding_ = false;
-  if (role_ == Role::Leader) {
+  if (role_ == Role::Leader && peers_.size() > 1) {  // a cluster of one counted them in ready()
     // The leader's own entries count towards a majority once they are durable (§10.2.1 diss.).
     Peer& me = self();
     Index stable = log_.stableIndex();
