@@ -185,18 +185,19 @@ Peer* Consensus::Impl::peer(NodeId id) {
 }
 
 void Consensus::Impl::resetPeers() {
-  std::vector<NodeId> ids = membership_.members();
-  std::vector<Peer> next;
-  next.reserve(ids.size());
-  for (NodeId id : ids) {
-    Peer* old = peer(id);
-    next.push_back(old ? std::move(*old) : Peer(id, cfg_.maxInflightMessages));
-    if (!old) {
-      next.back().next = log_.lastIndex().next();
-      next.back().recentActive = true;  // a new member gets an election timeout's grace
-    }
-  }
-  peers_ = std::move(next);
+  // Keep the peers that stay (with their progress), drop the others, add the newcomers; the
+  // list stays sorted by id.
+  std::erase_if(peers_, [&](const Peer& p) { return !membership_.contains(p.id); });
+  peers_.reserve(membership_.voters.size() + membership_.outgoing.size() + membership_.learners.size());
+  auto add = [&](NodeId id) {
+    auto it = std::lower_bound(peers_.begin(), peers_.end(), id, [](const Peer& p, NodeId i) { return p.id < i; });
+    if (it != peers_.end() && it->id == id) return;
+    it = peers_.insert(it, Peer(id, cfg_.maxInflightMessages));
+    it->next = log_.lastIndex().next();
+    it->recentActive = true;  // a new member gets an election timeout's grace
+  };
+  for (const auto* list : {&membership_.voters, &membership_.outgoing, &membership_.learners})
+    for (NodeId id : *list) add(id);
   for (Peer& p : peers_) {
     p.incoming = std::binary_search(membership_.voters.begin(), membership_.voters.end(), p.id);
     p.outgoing = std::binary_search(membership_.outgoing.begin(), membership_.outgoing.end(), p.id);
