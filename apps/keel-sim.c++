@@ -9,7 +9,8 @@
 // the fault phase), --clients N, --keys N, --defect NAME (commit-previous-term,
 // read-without-quorum, grant-any-vote, ack-before-persist, forget-vote, stale-reads; may be
 // repeated), --history FILE (one run: write the history as JSON Lines), --no-check (skip the
-// linearizability check), --trace N (events per node in a failure report), -v (a summary line per seed).
+// linearizability check), --pre-vote on|off and --check-quorum on|off (instead of the
+// seed's choice), --trace N (events per node in a failure report), -v (a summary line per seed).
 #include "simulator.h"
 
 #include <keel/config.h>
@@ -26,7 +27,7 @@ namespace {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "keel-sim: %s\nusage: keel-sim (--seed N | --seeds A..B [--time S]) [--nodes 3|5|7] "
                        "[--faults LIST] [--events N] [--clients N] [--keys N] [--defect NAME]... "
-                       "[--history FILE] [--no-check] [-v]\n", why);
+                       "[--pre-vote on|off] [--check-quorum on|off] [--history FILE] [--no-check] [-v]\n", why);
   std::exit(2);
 }
 
@@ -88,6 +89,16 @@ int main(int argc, char** argv) {
       else usage("unknown --defect");
     } else if (a == "--history") {
       o.historyPath = value();
+    } else if (a == "--pre-vote" || a == "--check-quorum") {
+      std::string v = value();
+      if (v != "on" && v != "off") usage((a + " takes on or off").c_str());
+      bool on = v == "on";
+      auto prev = o.configure;
+      bool pre = a == "--pre-vote";
+      o.configure = [prev, pre, on](keel::Config& c) {
+        if (prev) prev(c);
+        (pre ? c.preVote : c.checkQuorum) = on;
+      };
     } else if (a == "--trace") {
       o.traceDepth = int(number(value()));
     } else if (a == "--no-check") {

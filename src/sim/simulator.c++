@@ -216,6 +216,7 @@ class Simulation {
   bool stopIssuing_ = false;
   double crashAfterAck_ = 0;
   double crashNewLeader_ = 0;
+  double crashAfterVote_ = 0;
   std::string configText_;
 };
 
@@ -248,6 +249,7 @@ Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd
   // granted a vote (the probability per acknowledgement, when crashes are on).
   static const double kCrashAfterAck[] = {0, 0.005, 0.02};
   crashAfterAck_ = (mix & kCrashes) ? kCrashAfterAck[rng_.below(3)] : 0;
+  crashAfterVote_ = crashAfterAck_ > 0 ? 0.3 : 0;  // votes are rare: crash after many of them
   // ... and right after a node became the leader (before or while it replicates its first
   // entries: the schedules of Figure 8 of the Raft paper).
   static const double kCrashNewLeader[] = {0, 0.1, 0.3};
@@ -271,6 +273,12 @@ Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd
     nd.config.maxMessageBytes = maxMessageBytes;
     nd.config.maxInflightMessages = maxInflight;
     nd.config.faults = o_.coreFaults;
+    if (o_.configure) o_.configure(nd.config);
+    if (i == 0 && o_.configure)
+      configText_ = std::string("preVote=") + (nd.config.preVote ? "on" : "off") + " checkQuorum=" +
+                    (nd.config.checkQuorum ? "on" : "off") + " maxMessageBytes=" + std::to_string(nd.config.maxMessageBytes) +
+                    " maxInflight=" + std::to_string(nd.config.maxInflightMessages) + " crashAfterAck=" +
+                    std::to_string(crashAfterAck_) + " crashNewLeader=" + std::to_string(crashNewLeader_);
     nd.log = std::make_unique<SimLog>(nd.id, initial, inv_);
     nd.trace.resize(size_t(std::max(1, o_.traceDepth)));
     start(nd);
@@ -491,7 +499,8 @@ void Simulation::apply(Node& n, const Entry& e) {
 void Simulation::send(const Message& m) {
   res_.messages++;
   if (crashAfterAck_ > 0 && !healed_ && !m.reject &&
-      (m.type == MessageType::AppendResponse || m.type == MessageType::VoteResponse) && rng_.chance(crashAfterAck_)) {
+      ((m.type == MessageType::AppendResponse && rng_.chance(crashAfterAck_)) ||
+       (m.type == MessageType::VoteResponse && rng_.chance(crashAfterVote_)))) {
     // Crash the sender a moment later (it goes on with this Ready first) and restart it soon.
     schedule(now_ + rng_.range(0, 1 * kMs), Event::CrashNow, m.from.value, node(m.from.value).epoch);
   }

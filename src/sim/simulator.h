@@ -23,7 +23,10 @@
 // the run; Result says what failed and what every node did last.
 #pragma once
 
+#include <keel/config.h>
+
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -67,6 +70,9 @@ struct Options {
   bool checkHistory = true;               // run the linearizability checker at the end
   std::string historyPath;                // when set, the history is written there (JSON Lines)
   int traceDepth = 24;                    // events per node kept for the failure report
+  // Applied to every node's Config after the seed chose its variant (pre-vote, check-quorum,
+  // message and window sizes): for tests that aim at one configuration.
+  std::function<void(Config&)> configure;
 };
 
 struct Result {

@@ -56,6 +56,29 @@ TEST(Defects, AckBeforePersistIsCaught) {
   ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
 }
 
+TEST(Defects, ForgetVoteOnRestartIsCaught) {
+  // §5.1, Figure 2: votedFor is persistent state. The simulated storage loses it on a
+  // restart; a node that crashes right after granting a vote can then vote twice in a term.
+  Options o;
+  o.faults = kCrashes;
+  o.defects = kForgetVote;
+  Found f = firstFailure(o, 150);
+  ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
+  EXPECT_NE(f.failure.find("safety"), std::string::npos) << f.failure;
+}
+
+TEST(Defects, ReadWithoutQuorumIsCaught) {
+  // §6.4: a leader that answers ReadIndex without confirming it still leads. Without
+  // check-quorum an isolated leader keeps believing it leads until it hears of a new term.
+  Options o;
+  o.faults = kPartitions | kNetwork;
+  o.coreFaults = coreFault(keel::Fault::ReadWithoutQuorum);
+  o.configure = [](Config& c) { c.checkQuorum = false; };
+  Found f = firstFailure(o, 100);
+  ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
+  EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
+}
+
 TEST(Defects, StaleReadsAreCaught) {
   // §6.4: a node that answers reads from its local state without ReadIndex.
   Options o;
