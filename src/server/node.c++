@@ -162,7 +162,10 @@ void Node::process() {
     }
     wrote = true;
   }
-  if (rd.hardState) {
+  if (rd.hardState && options_.unsafeTestAckBeforePersist) {
+    // Tests only: the hard state is written with the lazy sync, after the entries it covers.
+    unsafeTestHardState_ = *rd.hardState;
+  } else if (rd.hardState) {
     log_->setHardState(*rd.hardState);
     wrote = true;
   }
@@ -306,12 +309,22 @@ kj::Promise<void> Node::tickLoop() {
     // --unsafe-test-ack-before-persist: the only syncs, about every 2 s.
     if (options_.unsafeTestAckBeforePersist && segmented_ &&
         ++unsafeTestTicks_ % std::max<uint64_t>(1, 2000 / options_.tickMs) == 0) {
-      segmented_->syncAsync();
+      unsafeTestLazySync();
     }
     core_->tick();
     kick();
     return tickLoop();
   });
+}
+
+void Node::unsafeTestLazySync() {
+  // --unsafe-test-ack-before-persist: entries first, then the hard state that refers to them.
+  segmented_->syncAsync();
+  if (unsafeTestHardState_) {
+    log_->setHardState(*unsafeTestHardState_);
+    unsafeTestHardState_.reset();
+    segmented_->syncAsync();
+  }
 }
 
 // ---- Client operations ----
@@ -464,6 +477,7 @@ void Node::shutdown() {
   reads_.clear();
   auto finish = [this]() {
     // The last write becomes durable before the process ends.
+    if (options_.unsafeTestAckBeforePersist && segmented_) unsafeTestLazySync();
     if (segmented_) segmented_->sync();
     listener_ = nullptr;
     httpServer_ = nullptr;

@@ -168,7 +168,11 @@ class Node final {
   uint64_t readsServed_ = 0;
   uint64_t syncs_ = 0;
   uint64_t refusedPeers_ = 0;
-  uint64_t unsafeTestTicks_ = 0;  // --unsafe-test-ack-before-persist: ticks since start
+  // --unsafe-test-ack-before-persist (tests only): ticks since start, the hard state not yet
+  // handed to the log, and the lazy sync that writes both.
+  uint64_t unsafeTestTicks_ = 0;
+  std::optional<HardState> unsafeTestHardState_;
+  void unsafeTestLazySync();
   std::vector<uint64_t> fsyncBuckets_;  // histogram of sync latency
   double fsyncSum_ = 0;
   std::chrono::steady_clock::time_point syncStart_;
