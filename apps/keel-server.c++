@@ -9,6 +9,7 @@
 #include <keel/segmented-log.h>
 
 #include "node.h"
+#include "resp-service.h"
 
 #include <kj/async-unix.h>
 #include <kj/main.h>
@@ -69,6 +70,17 @@ class ServerMain {
       context_.exitError(kj::str("keel-server: cannot start: ", e.what()));
     }
     auto done = node->run();
+    // --redis-listen: the Redis-protocol port (src/server/resp-service.h); destroyed before the node.
+    kj::Own<keel::server::RespServer> resp;
+    if (!options_.redisListen.empty()) {
+      resp = kj::heap<keel::server::RespServer>(*node, io);
+      try {
+        resp->listen(options_.redisListen).wait(io.waitScope);
+      } catch (const kj::Exception& e) {
+        context_.exitError(kj::str("keel-server: cannot serve --redis-listen ", options_.redisListen.c_str(), ": ",
+                                   e.getDescription()));
+      }
+    }
     auto stop = io.unixEventPort.onSignal(SIGTERM)
                     .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                     .then([&](siginfo_t) { node->shutdown(); });
@@ -78,9 +90,11 @@ class ServerMain {
       // If a signal came first, the node's own promise resolved inside shutdown(): nothing left.
     } catch (const kj::Exception& e) {
       std::fprintf(stderr, "keel-server: %s\n", e.getDescription().cStr());
+      resp = nullptr;
       node = nullptr;
       return kj::str("stopped on an error");
     }
+    resp = nullptr;
     node = nullptr;
     std::fprintf(stderr, "keel-server: stopped\n");
     return true;

@@ -22,7 +22,8 @@
 // length followed by that many bytes)
 //
 //   command  = op:u8  clock:u64  client:varint  seq:varint  ack:varint  body
-//     op      Put=1, Delete=2, Cas=3, RegisterSession=4, Clock=5
+//     op      Put=1, Delete=2, Cas=3, RegisterSession=4, Clock=5, Incr=6, Append=7, GetSet=8,
+//             PutMany=9, DeleteMany=10, PutIf=11 (6-11: the atomic operations of the RESP port)
 //     clock   the proposer's logical time in milliseconds (0: none); at a fixed offset (1) so
 //             that the leader can stamp it without decoding the rest
 //     client  the session's id (0: no session, the write is at-least-once)
@@ -35,19 +36,34 @@
 //                     expected absent means "the key must not exist"; value absent means
 //                     "delete the key when the comparison holds"
 //   body of RegisterSession, Clock = nothing
+//   body of Incr       = key:bytes delta:u64 (two's complement): the value, read as a signed
+//                        64-bit decimal (a missing key is 0), plus delta
+//   body of Append     = key:bytes suffix:bytes (a missing key is created)
+//   body of GetSet     = key:bytes value:bytes (sets the value, returns the old one)
+//   body of PutMany    = count:varint (key:bytes value:bytes)*   (all or nothing, in order)
+//   body of DeleteMany = count:varint key:bytes*
+//   body of PutIf      = cond:u8 key:bytes value:bytes   cond 1: only if the key is absent,
+//                        2: only if it is present
 //
 //   query    = op:u8 body          (read-only; answered by query())
 //     Get=16   body = key:bytes
 //     Scan=17  body = start:bytes end:bytes limit:varint
 //              the keys k with start <= k < end (end empty: no upper bound), in order,
 //              at most `limit` of them (0: kDefaultScanLimit)
+//     GetMany=18  body = count:varint key:bytes*
+//     Size=19     body = nothing (the number of keys)
 //
 //   reply    = status:u8 body
 //     Ok        Put: nothing; Delete: nothing; Cas: nothing; Get: value:bytes;
 //               Scan: count:varint (key:bytes value:bytes)* more:u8;
 //               RegisterSession: client:varint
+//               Incr: value:bytes (the new value, decimal); Append: length:varint (the new
+//               length); GetSet: present:u8 [old:bytes if present]; PutMany: nothing;
+//               DeleteMany: deleted:varint; PutIf: nothing;
+//               GetMany: count:varint (present:u8 [value:bytes if present])*; Size: count:varint
 //     NotFound  Get and Delete of a missing key
-//     CompareFailed  Cas: present:u8 [current:bytes if present]
+//     CompareFailed  Cas, PutIf: present:u8 [current:bytes if present] (nothing changed)
+//     NotInteger  Incr: the value is not a 64-bit decimal integer, or the sum overflows
 //     SessionExpired the session is unknown (expired or never registered): the write was not
 //               applied; the client must register a new session
 //     Duplicate the write's seq is below the session's ack: its reply was already received
@@ -83,8 +99,16 @@ enum class Op : uint8_t {
   Cas = 3,
   RegisterSession = 4,
   Clock = 5,
+  Incr = 6,
+  Append = 7,
+  GetSet = 8,
+  PutMany = 9,
+  DeleteMany = 10,
+  PutIf = 11,
   Get = 16,
   Scan = 17,
+  GetMany = 18,
+  Size = 19,
 };
 
 enum class Status : uint8_t {
@@ -94,6 +118,7 @@ enum class Status : uint8_t {
   SessionExpired = 3,
   Duplicate = 4,
   BadRequest = 5,
+  NotInteger = 6,
 };
 const char* toString(Status s) noexcept;
 
@@ -117,6 +142,16 @@ std::string encodeRegisterSession();
 std::string encodeClock(uint64_t clockMs);
 std::string encodeGet(std::string_view key);
 std::string encodeScan(std::string_view start, std::string_view end, uint32_t limit = 0);
+// The atomic operations behind the RESP port's INCR, APPEND, GETSET, MSET, DEL, SET NX/XX.
+std::string encodeIncr(SessionRef s, std::string_view key, int64_t delta);
+std::string encodeAppend(SessionRef s, std::string_view key, std::string_view suffix);
+std::string encodeGetSet(SessionRef s, std::string_view key, std::string_view value);
+std::string encodePutMany(SessionRef s, const std::vector<std::pair<std::string_view, std::string_view>>& pairs);
+std::string encodeDeleteMany(SessionRef s, const std::vector<std::string_view>& keys);
+enum class PutCondition : uint8_t { IfAbsent = 1, IfPresent = 2 };
+std::string encodePutIf(SessionRef s, PutCondition cond, std::string_view key, std::string_view value);
+std::string encodeGetMany(const std::vector<std::string_view>& keys);
+std::string encodeSize();
 
 // True when `command` looks like a KV command (op in range, long enough to hold a clock).
 bool isCommand(std::string_view command) noexcept;
@@ -132,6 +167,8 @@ struct Reply {
   uint64_t client = 0;                                // RegisterSession
   std::vector<std::pair<std::string, std::string>> pairs;  // Scan
   bool more = false;                                  // Scan: the limit cut the range
+  uint64_t count = 0;                                 // Append, DeleteMany, Size
+  std::vector<std::optional<std::string>> values;     // GetMany
   bool ok() const noexcept { return status == Status::Ok; }
 };
 // False when `bytes` is not a reply to `request` (`op` is the request's op).

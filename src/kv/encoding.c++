@@ -18,6 +18,7 @@ const char* toString(Status s) noexcept {
     case Status::SessionExpired: return "session expired";
     case Status::Duplicate: return "duplicate";
     case Status::BadRequest: return "bad request";
+    case Status::NotInteger: return "not an integer";
   }
   return "?";
 }
@@ -81,10 +82,65 @@ std::string encodeScan(std::string_view start, std::string_view end, uint32_t li
   return out;
 }
 
+std::string encodeIncr(SessionRef s, std::string_view key, int64_t delta) {
+  std::string out = header(Op::Incr, s);
+  putBytes(out, key);
+  putU64(out, static_cast<uint64_t>(delta));
+  return out;
+}
+
+std::string encodeAppend(SessionRef s, std::string_view key, std::string_view suffix) {
+  std::string out = header(Op::Append, s);
+  putBytes(out, key);
+  putBytes(out, suffix);
+  return out;
+}
+
+std::string encodeGetSet(SessionRef s, std::string_view key, std::string_view value) {
+  std::string out = header(Op::GetSet, s);
+  putBytes(out, key);
+  putBytes(out, value);
+  return out;
+}
+
+std::string encodePutMany(SessionRef s, const std::vector<std::pair<std::string_view, std::string_view>>& pairs) {
+  std::string out = header(Op::PutMany, s);
+  putVarint(out, pairs.size());
+  for (auto& [k, v] : pairs) {
+    putBytes(out, k);
+    putBytes(out, v);
+  }
+  return out;
+}
+
+std::string encodeDeleteMany(SessionRef s, const std::vector<std::string_view>& keys) {
+  std::string out = header(Op::DeleteMany, s);
+  putVarint(out, keys.size());
+  for (auto k : keys) putBytes(out, k);
+  return out;
+}
+
+std::string encodePutIf(SessionRef s, PutCondition cond, std::string_view key, std::string_view value) {
+  std::string out = header(Op::PutIf, s);
+  out.push_back(static_cast<char>(cond));
+  putBytes(out, key);
+  putBytes(out, value);
+  return out;
+}
+
+std::string encodeGetMany(const std::vector<std::string_view>& keys) {
+  std::string out(1, static_cast<char>(Op::GetMany));
+  putVarint(out, keys.size());
+  for (auto k : keys) putBytes(out, k);
+  return out;
+}
+
+std::string encodeSize() { return std::string(1, static_cast<char>(Op::Size)); }
+
 bool isCommand(std::string_view command) noexcept {
   if (command.size() < kClockOffset + 8) return false;
   uint8_t op = static_cast<uint8_t>(command[0]);
-  return op >= static_cast<uint8_t>(Op::Put) && op <= static_cast<uint8_t>(Op::Clock);
+  return op >= static_cast<uint8_t>(Op::Put) && op <= static_cast<uint8_t>(Op::PutIf);
 }
 
 bool stampClock(uint8_t* data, size_t size, uint64_t clockMs) noexcept {
@@ -99,11 +155,11 @@ bool decodeReply(Op op, std::string_view bytes, Reply& out) {
   out = Reply{};
   Reader r(bytes);
   uint8_t st;
-  if (!r.u8(st) || st > static_cast<uint8_t>(Status::BadRequest)) return false;
+  if (!r.u8(st) || st > static_cast<uint8_t>(Status::NotInteger)) return false;
   out.status = static_cast<Status>(st);
   if (out.status == Status::CompareFailed) {
     uint8_t present;
-    if (op != Op::Cas || !r.u8(present) || present > 1) return false;
+    if ((op != Op::Cas && op != Op::PutIf) || !r.u8(present) || present > 1) return false;
     out.present = present;
     if (present) {
       std::string_view v;
@@ -114,8 +170,44 @@ bool decodeReply(Op op, std::string_view bytes, Reply& out) {
   }
   if (out.status != Status::Ok) return r.done();
   switch (op) {
-    case Op::Put: case Op::Delete: case Op::Cas: case Op::Clock:
+    case Op::Put: case Op::Delete: case Op::Cas: case Op::Clock: case Op::PutMany: case Op::PutIf:
       return r.done();
+    case Op::Incr: {
+      std::string_view v;
+      if (!r.bytes(v)) return false;
+      out.value = std::string(v);
+      return r.done();
+    }
+    case Op::Append: case Op::DeleteMany: case Op::Size:
+      return r.varint(out.count) && r.done();
+    case Op::GetSet: {
+      uint8_t present;
+      if (!r.u8(present) || present > 1) return false;
+      out.present = present;
+      if (present) {
+        std::string_view v;
+        if (!r.bytes(v)) return false;
+        out.value = std::string(v);
+      }
+      return r.done();
+    }
+    case Op::GetMany: {
+      uint64_t n;
+      if (!r.varint(n) || n > r.remaining()) return false;
+      out.values.reserve(n);
+      for (uint64_t i = 0; i < n; ++i) {
+        uint8_t present;
+        if (!r.u8(present) || present > 1) return false;
+        if (!present) {
+          out.values.emplace_back();
+          continue;
+        }
+        std::string_view v;
+        if (!r.bytes(v)) return false;
+        out.values.emplace_back(std::string(v));
+      }
+      return r.done();
+    }
     case Op::RegisterSession:
       return r.varint(out.client) && r.done();
     case Op::Get: {

@@ -4,6 +4,7 @@
 #include "codec.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace keel {
 
@@ -15,6 +16,16 @@ using kv::detail::putVarint;
 using kv::detail::Reader;
 
 namespace {
+
+// A Redis-style integer: an optional '-' and 1 to 19 digits, no spaces, no '+', no leading zeros
+// (except "0" itself), within int64_t.
+bool parseInt64(std::string_view s, int64_t& out) {
+  if (s.empty() || s.size() > 20) return false;
+  size_t digits = s[0] == '-' ? 1 : 0;
+  if (digits == s.size() || (s[digits] == '0' && s.size() > digits + 1)) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size() && s != "-0";
+}
 
 constexpr std::string_view kMagic = "KEELKV01";
 
@@ -170,6 +181,95 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       }
       return kv::replyStatus(Status::Ok);
     }
+    case Op::Incr: {
+      uint64_t raw;
+      if (!r.bytes(key) || !r.u64(raw) || !r.done()) break;
+      int64_t delta = static_cast<int64_t>(raw), current = 0, sum;
+      auto it = data_.find(key);
+      if (it != data_.end() && !parseInt64(it->second, current)) return kv::replyStatus(Status::NotInteger);
+      if (__builtin_add_overflow(current, delta, &sum)) return kv::replyStatus(Status::NotInteger);
+      std::string value = std::to_string(sum);
+      if (it == data_.end()) data_.emplace(std::string(key), value);
+      else it->second = value;
+      std::string out = kv::replyStatus(Status::Ok);
+      putBytes(out, value);
+      return out;
+    }
+    case Op::Append: {
+      std::string_view suffix;
+      if (!r.bytes(key) || !r.bytes(suffix) || !r.done()) break;
+      auto it = data_.find(key);
+      if (it == data_.end()) it = data_.emplace(std::string(key), std::string()).first;
+      it->second.append(suffix);
+      std::string out = kv::replyStatus(Status::Ok);
+      putVarint(out, it->second.size());
+      return out;
+    }
+    case Op::GetSet: {
+      std::string_view value;
+      if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
+      std::string out = kv::replyStatus(Status::Ok);
+      auto it = data_.find(key);
+      if (it == data_.end()) {
+        out.push_back(0);
+        data_.emplace(std::string(key), std::string(value));
+      } else {
+        out.push_back(1);
+        putBytes(out, it->second);
+        it->second.assign(value);
+      }
+      return out;
+    }
+    case Op::PutMany: {
+      // Decode everything first: a malformed command changes nothing.
+      uint64_t n;
+      if (!r.varint(n) || n > r.remaining() / 2) break;
+      std::vector<std::pair<std::string_view, std::string_view>> pairs(n);
+      bool good = true;
+      for (auto& [k, v] : pairs) good = good && r.bytes(k) && r.bytes(v);
+      if (!good || !r.done()) break;
+      for (auto& [k, v] : pairs) {
+        auto it = data_.find(k);
+        if (it == data_.end()) data_.emplace(std::string(k), std::string(v));
+        else it->second.assign(v);
+      }
+      return kv::replyStatus(Status::Ok);
+    }
+    case Op::DeleteMany: {
+      uint64_t n;
+      if (!r.varint(n) || n > r.remaining()) break;
+      std::vector<std::string_view> keys(n);
+      bool good = true;
+      for (auto& k : keys) good = good && r.bytes(k);
+      if (!good || !r.done()) break;
+      uint64_t deleted = 0;
+      for (auto k : keys) {
+        auto it = data_.find(k);
+        if (it != data_.end()) {
+          data_.erase(it);
+          ++deleted;
+        }
+      }
+      std::string out = kv::replyStatus(Status::Ok);
+      putVarint(out, deleted);
+      return out;
+    }
+    case Op::PutIf: {
+      uint8_t cond;
+      std::string_view value;
+      if (!r.u8(cond) || cond < 1 || cond > 2 || !r.bytes(key) || !r.bytes(value) || !r.done()) break;
+      auto it = data_.find(key);
+      bool present = it != data_.end();
+      if (present != (cond == static_cast<uint8_t>(kv::PutCondition::IfPresent))) {
+        std::string out = kv::replyStatus(Status::CompareFailed);
+        out.push_back(present ? 1 : 0);
+        if (present) putBytes(out, it->second);
+        return out;
+      }
+      if (present) it->second.assign(value);
+      else data_.emplace(std::string(key), std::string(value));
+      return kv::replyStatus(Status::Ok);
+    }
     default:
       break;
   }
@@ -211,6 +311,27 @@ std::string KvStateMachine::query(std::string_view request) const {
     putVarint(out, n);
     out += body;
     out.push_back(more ? 1 : 0);
+    return out;
+  }
+  if (op == static_cast<uint8_t>(Op::GetMany)) {
+    uint64_t n;
+    if (!r.varint(n) || n > r.remaining()) return kv::replyStatus(Status::BadRequest);
+    std::string out = kv::replyStatus(Status::Ok);
+    putVarint(out, n);
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string_view key;
+      if (!r.bytes(key)) return kv::replyStatus(Status::BadRequest);
+      auto it = data_.find(key);
+      out.push_back(it != data_.end() ? 1 : 0);
+      if (it != data_.end()) putBytes(out, it->second);
+    }
+    if (!r.done()) return kv::replyStatus(Status::BadRequest);
+    return out;
+  }
+  if (op == static_cast<uint8_t>(Op::Size)) {
+    if (!r.done()) return kv::replyStatus(Status::BadRequest);
+    std::string out = kv::replyStatus(Status::Ok);
+    putVarint(out, data_.size());
     return out;
   }
   return kv::replyStatus(Status::BadRequest);

@@ -53,6 +53,7 @@ const std::vector<OptionHelp>& optionHelp() {
       {"join", "<true|false>", "Start empty and wait to be added by an existing cluster."},
       {"cluster-id", "<name>", "Refuse peers of any other cluster. Default: keel."},
       {"http", "<host:port>", "Serve /metrics and /status there. Default: none."},
+      {"redis-listen", "<host:port>", "Serve the Redis protocol (RESP2) there. Default: off."},
       {"tick-ms", "<ms>", "Length of one tick of the consensus module. Default: 50."},
       {"election-ticks", "<n>", "Election timeout in ticks (randomized up to twice). Default: 10."},
       {"heartbeat-ticks", "<n>", "Heartbeat interval in ticks. Default: 2."},
@@ -82,11 +83,11 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
   } else if (name == "data-dir") {
     if (value.empty()) return bad("expected a directory");
     o.dataDir = value;
-  } else if (name == "listen" || name == "http") {
+  } else if (name == "listen" || name == "http" || name == "redis-listen") {
     std::string h;
     uint16_t p;
     if (!splitAddress(value, h, p)) return bad("expected host:port");
-    (name == "listen" ? o.listen : o.http) = value;
+    (name == "listen" ? o.listen : name == "http" ? o.http : o.redisListen) = value;
   } else if (name == "peers") {
     o.peers.clear();
     std::stringstream ss(value);

@@ -17,6 +17,7 @@ struct Options {
   bool join = false;                        // --join: start empty; an existing cluster adds us
   std::string clusterId = "keel";           // --cluster-id
   std::string http;                         // --http host:port for /metrics and /status
+  std::string redisListen;                  // --redis-listen host:port: the Redis-protocol port (off: "")
   uint32_t tickMs = 50;                     // --tick-ms
   uint32_t electionTicks = 10;              // --election-ticks
   uint32_t heartbeatTicks = 2;              // --heartbeat-ticks
