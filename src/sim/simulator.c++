@@ -2,15 +2,16 @@
 #include "simulator.h"
 
 #include "invariants.h"
-#include "register-machine.h"
 #include "sim-log.h"
 
 #include <keel/check.h>
 #include <keel/consensus.h>
+#include <keel/kv.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -84,7 +85,8 @@ struct Node {
   Config config;
   std::unique_ptr<SimLog> log;
   std::unique_ptr<Consensus> core;  // null while down
-  RegisterMachine sm;
+  KvStateMachine sm;
+  int64_t clockSkewMs = 0;           // the node's wall clock runs this far ahead of simulated time
   Index smApplied;
   bool paused = false;
   bool retired = false;              // shut down for good (after healing: not a member)
@@ -103,7 +105,8 @@ struct Node {
 };
 
 struct Client {
-  enum class Phase : uint8_t { Idle, Sending, AwaitApply, AwaitReadState, AwaitReadApply };
+  // AwaitRegister: a RegisterSession command is in the log, not yet applied.
+  enum class Phase : uint8_t { Idle, Sending, AwaitRegister, AwaitApply, AwaitReadState, AwaitReadApply };
   uint64_t process = 0;
   Phase phase = Phase::Idle;
   uint64_t gen = 0;  // invalidates timers
@@ -112,17 +115,24 @@ struct Client {
   std::string key, value;
   std::optional<std::string> expected;
   checker::History::Handle handle = 0;
+  // The client's session in KvStateMachine (0: none yet, or it expired): registered through the
+  // log before the first write. Every write (put, cas, delete) takes the next seq; it
+  // acknowledges every earlier one (ack = seq: at most one write is outstanding, and one given
+  // up as info is acknowledged too, so that it answers Duplicate instead of applying late).
+  uint64_t session = 0;
   uint64_t seq = 0;
   int64_t invoked = 0, deadline = 0, attemptDeadline = 0;
   bool maybeApplied = false;  // some proposal of it was accepted and is not known to be lost
-  // Write and CAS: every accepted proposal of the operation (a retry re-proposes the same
-  // client id and sequence number, which the state machine applies at most once).
+  // Writes: every accepted proposal of the operation (a retry re-proposes the same session and
+  // seq, which the state machine applies at most once and answers from its reply cache).
   struct Watch {
     uint64_t node;
     Index index;
     Term term;
   };
   std::vector<Watch> watches;
+  uint64_t watchSession = 0;         // the session of the watched copies
+  std::vector<Watch> registrations;  // accepted RegisterSession proposals not yet applied
   // Where it waits.
   uint64_t target = 0;  // the node it believes leads
   uint64_t waitNode = 0, waitEpoch = 0;
@@ -143,6 +153,27 @@ struct Event {
 struct Later {
   bool operator()(const Event& a, const Event& b) const { return a.time != b.time ? a.time > b.time : a.seq > b.seq; }
 };
+
+// Collects the chunks of KvStateMachine::snapshot.
+class StringSink final : public SnapshotSink {
+ public:
+  explicit StringSink(size_t chunkBytes) : max_(chunkBytes) {}
+  std::string out;
+  void write(std::string_view chunk) override {
+    // ChunkWriter flushes once a chunk reaches the size: the last record may overshoot it.
+    if (chunk.size() > max_ + 4096) throw std::logic_error("keel-sim: a snapshot chunk far over snapshotChunkBytes");
+    out.append(chunk);
+  }
+
+ private:
+  size_t max_;
+};
+
+std::string snapshotOf(const KvStateMachine& sm, size_t chunkBytes) {
+  StringSink sink(chunkBytes);
+  sm.snapshot(sink);
+  return std::move(sink.out);
+}
 
 class LivenessFailure : public std::runtime_error {
  public:
@@ -171,6 +202,7 @@ class Simulation {
   void deliver(Message& m);
   void send(const Message& m);
   void trace(Node& n, Trace t);
+  uint64_t clockMs(const Node& n) const { return uint64_t(std::max<int64_t>(0, now_ / kMs + n.clockSkewMs)); }
   void traceRole(Node& n);
   uint64_t leaderId();
 
@@ -181,6 +213,9 @@ class Simulation {
   void clientTimer(Client& c);
   void arm(Client& c, int64_t at);
   void readReady(Node& n, const ReadState& rs);
+  std::optional<std::string> read(const Node& n, const std::string& key);
+  void applied(Client& c, const Node& n, const Entry& e, const std::string& reply);
+  void checkReplicas();
   void serveReads(Node& n);
 
   // Nemesis
@@ -217,6 +252,8 @@ class Simulation {
   double crashAfterAck_ = 0;
   double crashNewLeader_ = 0;
   double crashAfterVote_ = 0;
+  KvStateMachine::Options kvOptions_;  // the same on every node
+  int64_t maxSkewMs_ = 0;
   std::string configText_;
 };
 
@@ -254,9 +291,17 @@ Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd
   // entries: the schedules of Figure 8 of the Raft paper).
   static const double kCrashNewLeader[] = {0, 0.1, 0.3};
   crashNewLeader_ = (mix & kCrashes) ? kCrashNewLeader[rng_.below(3)] : 0;
-  configText_ = std::string("preVote=") + (preVote ? "on" : "off") + " checkQuorum=" + (checkQuorum ? "on" : "off") +
-                " maxMessageBytes=" + std::to_string(maxMessageBytes) + " maxInflight=" + std::to_string(maxInflight) +
-                " crashAfterAck=" + std::to_string(crashAfterAck_) + " crashNewLeader=" + std::to_string(crashNewLeader_);
+  // The key-value state machine: sessions that expire within a run (by the logical clock the
+  // leaders stamp into commands, from their own wall clocks, which disagree by up to
+  // maxSkewMs_), a cap on sessions, and snapshots written in small or large chunks.
+  static const uint64_t kSessionTimeoutMs[] = {500, 2000, 10 * 60 * 1000};
+  kvOptions_.sessionTimeoutMs = kSessionTimeoutMs[rng_.below(3)];
+  if (o_.sessionTimeoutMs) kvOptions_.sessionTimeoutMs = o_.sessionTimeoutMs;
+  kvOptions_.maxSessions = rng_.chance(0.5) ? uint64_t(o_.clients) + 2 : 100000;
+  static const size_t kChunkBytes[] = {16, 512, 64 * 1024};
+  kvOptions_.snapshotChunkBytes = kChunkBytes[rng_.below(3)];
+  static const int64_t kMaxSkewMs[] = {0, 100, 1500};
+  maxSkewMs_ = kMaxSkewMs[rng_.below(3)];
 
   Membership initial;
   for (int i = 1; i <= n; ++i) initial.voters.push_back(NodeId{uint64_t(i)});
@@ -274,11 +319,16 @@ Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd
     nd.config.maxInflightMessages = maxInflight;
     nd.config.faults = o_.coreFaults;
     if (o_.configure) o_.configure(nd.config);
-    if (i == 0 && o_.configure)
+    if (i == 0)
       configText_ = std::string("preVote=") + (nd.config.preVote ? "on" : "off") + " checkQuorum=" +
                     (nd.config.checkQuorum ? "on" : "off") + " maxMessageBytes=" + std::to_string(nd.config.maxMessageBytes) +
                     " maxInflight=" + std::to_string(nd.config.maxInflightMessages) + " crashAfterAck=" +
-                    std::to_string(crashAfterAck_) + " crashNewLeader=" + std::to_string(crashNewLeader_);
+                    std::to_string(crashAfterAck_) + " crashNewLeader=" + std::to_string(crashNewLeader_) +
+                    " sessionTimeoutMs=" + std::to_string(kvOptions_.sessionTimeoutMs) + " maxSessions=" +
+                    std::to_string(kvOptions_.maxSessions) + " snapshotChunkBytes=" +
+                    std::to_string(kvOptions_.snapshotChunkBytes) + " maxClockSkewMs=" + std::to_string(maxSkewMs_);
+    nd.sm = KvStateMachine(kvOptions_);
+    nd.clockSkewMs = rng_.range(0, maxSkewMs_);
     nd.log = std::make_unique<SimLog>(nd.id, initial, inv_);
     nd.trace.resize(size_t(std::max(1, o_.traceDepth)));
     start(nd);
@@ -371,7 +421,7 @@ void Simulation::restart(Node& n) {
   if (n.up() || n.retired) return;
   if (o_.defects & kForgetVote) n.log->forgetVote();
   Snapshot s = n.log->snapshot();
-  n.sm = RegisterMachine{};
+  n.sm = KvStateMachine(kvOptions_);
   if (!s.data.empty() && !n.sm.restore(s.data.view())) throw std::logic_error("keel-sim: a snapshot did not restore");
   n.smApplied = s.meta.index;
   n.config.applied = s.meta.index;
@@ -444,7 +494,7 @@ void Simulation::finishReady(Node& n) {
   for (const Message& m : rd.messagesAfterPersist) send(m);
   if (rd.snapshot) {
     const Snapshot& s = *rd.snapshot;
-    n.sm = RegisterMachine{};
+    n.sm = KvStateMachine(kvOptions_);
     if (!s.data.empty() && !n.sm.restore(s.data.view())) throw std::logic_error("keel-sim: a snapshot did not restore");
     n.smApplied = s.meta.index;
     inv_.appliedSnapshot(n.id, s.meta.index);
@@ -471,28 +521,94 @@ void Simulation::finishReady(Node& n) {
 void Simulation::apply(Node& n, const Entry& e) {
   inv_.applied(n.id, e);
   n.smApplied = e.index;
-  std::string result;
-  if (e.type == EntryType::Normal && !e.data.empty()) result = n.sm.apply(e.index, e.data.view());
-  for (Client& c : clients_) {
-    if (c.watches.empty()) continue;
-    for (size_t k = 0; k < c.watches.size(); ++k) {
-      const Client::Watch& w = c.watches[k];
-      if (w.node != n.id.value || w.index != e.index) continue;
-      if (e.term == w.term) {
-        complete(c, result == "ok" ? checker::Outcome::Ok : checker::Outcome::Fail);
-        break;
-      }
-      // Another entry committed at the index: ours (index, term) never will (Log Matching).
-      c.watches.erase(c.watches.begin() + long(k));
-      if (c.watches.empty()) {
-        c.maybeApplied = false;
-        if (c.phase == Client::Phase::AwaitApply) {
-          c.phase = Client::Phase::Sending;
-          arm(c, now_ + rng_.range(1 * kMs, 5 * kMs));
-        }
-      }
-      break;
+  std::string reply;
+  if (e.type == EntryType::Normal && !e.data.empty()) reply = n.sm.apply(e.index, e.data.view());
+  for (Client& c : clients_)
+    if (!c.watches.empty() || !c.registrations.empty()) applied(c, n, e, reply);
+}
+
+// Node n applied entry e with reply `reply`: what it tells client c about its proposals.
+//
+// The first node to apply a watched index tells the client, whichever node took the proposal:
+// every node applies the same entry there and computes the same reply (State Machine Safety,
+// and a deterministic state machine; checkReplicas checks the latter). A copy proposed to a
+// node that then left the cluster or skipped the index by installing a snapshot still gets
+// its answer. (So when a copy answers SessionExpired at index j, every copy at an index below
+// j has been answered already: the first node to apply j applied them first, or installed a
+// snapshot made by a node that did.)
+void Simulation::applied(Client& c, const Node& n, const Entry& e, const std::string& reply) {
+  (void)n;
+  // Another entry at a watched index means ours (index, term) never commits (Log Matching).
+  auto find = [&](std::vector<Client::Watch>& ws) -> std::optional<bool> {  // nullopt: not watched; true: ours
+    for (size_t k = 0; k < ws.size(); ++k) {
+      if (ws[k].index != e.index) continue;
+      bool ours = e.term == ws[k].term;
+      ws.erase(ws.begin() + long(k));
+      return ours;
     }
+    return std::nullopt;
+  };
+  auto retrySoon = [&]() {
+    c.phase = Client::Phase::Sending;
+    arm(c, now_ + rng_.range(1 * kMs, 5 * kMs));
+  };
+  if (auto ours = find(c.registrations)) {
+    if (*ours) {
+      kv::Reply r;
+      if (!kv::decodeReply(kv::Op::RegisterSession, reply, r) || !r.ok())
+        throw std::logic_error("keel-sim: RegisterSession answered " + std::string(kv::toString(r.status)));
+      c.session = r.client;
+      c.registrations.clear();  // the others, if they apply, leave sessions nobody uses
+      res_.registrations++;
+      if (c.phase == Client::Phase::AwaitRegister) retrySoon();
+    } else if (c.registrations.empty() && c.phase == Client::Phase::AwaitRegister) {
+      retrySoon();
+    }
+    return;
+  }
+  auto ours = find(c.watches);
+  if (!ours) return;
+  if (*ours) {
+    kv::Op op = c.f == checker::Function::Cas ? kv::Op::Cas : c.f == checker::Function::Delete ? kv::Op::Delete : kv::Op::Put;
+    kv::Reply r;
+    if (!kv::decodeReply(op, reply, r)) throw std::logic_error("keel-sim: an unreadable reply to a " + std::string(checker::name(c.f)));
+    switch (r.status) {
+      case kv::Status::Ok: complete(c, checker::Outcome::Ok); return;
+      case kv::Status::NotFound:  // a delete of a missing key: the key is absent all the same
+        if (op == kv::Op::Delete) {
+          complete(c, checker::Outcome::Ok);
+          return;
+        }
+        break;
+      case kv::Status::CompareFailed:
+        // The reply cached when the command first applied: the CAS certainly did not apply
+        // (a later copy answers the same, or SessionExpired once the session is gone).
+        if (op == kv::Op::Cas) {
+          complete(c, checker::Outcome::Fail);
+          return;
+        }
+        break;
+      case kv::Status::SessionExpired:
+        // This copy did not apply. Another copy may have applied before the session expired
+        // (its reply is gone with the session): while any other copy is unresolved, wait for
+        // it; when none is left, every copy is known not to have applied, and the client
+        // registers a new session and proposes the write again.
+        res_.sessionsExpired++;
+        c.session = 0;  // ids are entry indices: an expired session never comes back
+        // Copies later in the log carry the same session: none of them can apply either.
+        std::erase_if(c.watches, [&](const Client::Watch& w) { return w.index > e.index; });
+        if (c.watches.empty()) {
+          c.maybeApplied = false;
+          if (c.phase == Client::Phase::AwaitApply) retrySoon();
+        }
+        return;
+      default: break;
+    }
+    throw std::logic_error("keel-sim: a " + std::string(checker::name(c.f)) + " answered " + kv::toString(r.status));
+  }
+  if (c.watches.empty()) {
+    c.maybeApplied = false;
+    if (c.phase == Client::Phase::AwaitApply) retrySoon();
   }
 }
 
@@ -553,7 +669,6 @@ void Simulation::startOp(Client& c) {
   if (stopIssuing_) return;
   int k = int(rng_.below(uint64_t(o_.keys)));
   c.key = "k" + std::to_string(k);
-  c.seq++;
   c.invoked = now_;
   c.deadline = now_ + o_.opTimeout;
   c.maybeApplied = false;
@@ -565,18 +680,24 @@ void Simulation::startOp(Client& c) {
   if (dice < 4) {
     c.f = checker::Function::Read;
     c.handle = history_.invokeRead(c.process, c.key, now_);
-  } else if (dice < 8) {
+  } else if (dice < 7) {
     c.f = checker::Function::Write;
     c.value = "v" + std::to_string(nextValue_++);
     c.handle = history_.invokeWrite(c.process, c.key, c.value, now_);
     lastWritten_[k] = c.value;
-  } else {
+  } else if (dice < 9) {
     c.f = checker::Function::Cas;
     c.value = "v" + std::to_string(nextValue_++);
     c.expected = lastWritten_[k];
     c.handle = history_.invokeCas(c.process, c.key, c.expected, c.value, now_);
     lastWritten_[k] = c.value;
+  } else {
+    c.f = checker::Function::Delete;
+    c.value.clear();
+    c.handle = history_.invokeDelete(c.process, c.key, now_);
+    lastWritten_[k].reset();
   }
+  if (c.f != checker::Function::Read) c.seq++;
   c.phase = Client::Phase::Sending;
   attempt(c);
 }
@@ -603,7 +724,7 @@ void Simulation::attempt(Client& c) {
   };
   if (c.f == checker::Function::Read) {
     if (o_.defects & kStaleReads) {
-      complete(c, checker::Outcome::Ok, n.sm.query(c.key) == "-" ? std::nullopt : std::optional(n.sm.query(c.key)));
+      complete(c, checker::Outcome::Ok, read(n, c.key));
       return;
     }
     c.readContext = nextContext_++;
@@ -623,9 +744,22 @@ void Simulation::attempt(Client& c) {
     processReadies(n);
     return;
   }
-  std::string cmd = c.f == checker::Function::Write
-                        ? RegisterMachine::encodeWrite(c.process, c.seq, c.key, c.value)
-                        : RegisterMachine::encodeCas(c.process, c.seq, c.key, c.expected, c.value);
+  // A write needs a session: register one through the log first (and again once it expired,
+  // but only when no copy of the write can still apply under the old one).
+  bool registering = c.session == 0;
+  if (!c.watches.empty() && c.session != c.watchSession) {
+    c.phase = Client::Phase::AwaitApply;
+    arm(c, std::min(c.deadline, now_ + 300 * kMs));
+    return;
+  }
+  kv::SessionRef session{c.session, c.seq, c.seq};
+  std::string cmd = registering                         ? kv::encodeRegisterSession()
+                    : c.f == checker::Function::Write  ? kv::encodePut(session, c.key, c.value)
+                    : c.f == checker::Function::Delete ? kv::encodeDelete(session, c.key)
+                    : kv::encodeCas(session, c.key, c.expected ? std::optional<std::string_view>(*c.expected) : std::nullopt,
+                                    std::string_view(c.value));
+  // The leader stamps its wall clock (here: the simulated time plus the node's skew).
+  kv::stampClock(reinterpret_cast<uint8_t*>(cmd.data()), cmd.size(), clockMs(n));
   keel::Result r = core.propose(Bytes(cmd));
   if (!r.ok()) {
     if (r.refusal == Refusal::NotLeader) {
@@ -635,16 +769,25 @@ void Simulation::attempt(Client& c) {
     }
     return;
   }
-  c.maybeApplied = true;
-  c.phase = Client::Phase::AwaitApply;
-  c.watches.push_back({n.id.value, r.index, r.term});
+  if (registering) {
+    c.phase = Client::Phase::AwaitRegister;
+    c.registrations.push_back({n.id.value, r.index, r.term});
+  } else {
+    c.maybeApplied = true;
+    c.phase = Client::Phase::AwaitApply;
+    c.watches.push_back({n.id.value, r.index, r.term});
+    c.watchSession = c.session;
+  }
   // No answer for a while (the node lost leadership, was removed, crashed): propose again
   // elsewhere; the session makes the retry apply at most once.
   arm(c, std::min(c.deadline, now_ + 300 * kMs));
   Trace t(Trace::Propose);
   t.index = r.index.value;
   t.term = r.term.value;
-  t.text = std::string(checker::name(c.f)) + " " + c.key + "=" + c.value + " for p" + std::to_string(c.process);
+  t.text = registering ? "register-session for p" + std::to_string(c.process)
+                       : std::string(checker::name(c.f)) + " " + c.key + "=" + c.value + " for p" +
+                             std::to_string(c.process) + " (session " + std::to_string(c.session) + " seq " +
+                             std::to_string(c.seq) + ")";
   trace(n, std::move(t));
   processReadies(n);
 }
@@ -672,8 +815,9 @@ void Simulation::clientTimer(Client& c) {
   switch (c.phase) {
     case Client::Phase::Idle: startOp(c); break;
     case Client::Phase::Sending: attempt(c); break;
+    case Client::Phase::AwaitRegister:
     case Client::Phase::AwaitApply:
-      if (now_ >= c.deadline) {
+      if (c.phase == Client::Phase::AwaitApply && now_ >= c.deadline) {
         complete(c, checker::Outcome::Info);
       } else {
         c.phase = Client::Phase::Sending;
@@ -711,12 +855,21 @@ void Simulation::readReady(Node& n, const ReadState& rs) {
   }
 }
 
+// A read of the node's local state machine (after ReadIndex, unless the defect says otherwise).
+std::optional<std::string> Simulation::read(const Node& n, const std::string& key) {
+  kv::Reply r;
+  if (!kv::decodeReply(kv::Op::Get, n.sm.query(kv::encodeGet(key)), r) ||
+      (r.status != kv::Status::Ok && r.status != kv::Status::NotFound))
+    throw std::logic_error("keel-sim: a get of " + key + " answered " + kv::toString(r.status));
+  if (r.ok()) return std::move(r.value);
+  return std::nullopt;
+}
+
 void Simulation::serveReads(Node& n) {
   for (Client& c : clients_) {
     if (c.phase != Client::Phase::AwaitReadApply || c.waitNode != n.id.value || c.waitEpoch != n.epoch) continue;
     if (n.smApplied < c.waitIndex) continue;
-    std::string v = n.sm.query(c.key);
-    complete(c, checker::Outcome::Ok, v == "-" ? std::nullopt : std::optional(v));
+    complete(c, checker::Outcome::Ok, read(n, c.key));
   }
 }
 
@@ -917,7 +1070,7 @@ void Simulation::nemesis() {
         break;
       Snapshot s;
       s.meta = n.core->snapshotMeta();
-      s.data = Bytes(n.sm.snapshotBytes());
+      s.data = Bytes(snapshotOf(n.sm, kvOptions_.snapshotChunkBytes));
       n.log->compact(s);
       res_.compactions++;
       Trace t(Trace::Compact);
@@ -1033,6 +1186,22 @@ void Simulation::dispatch(Event& e) {
   }
 }
 
+// At the end: nodes that applied the same prefix of the log hold the same state (data,
+// sessions, cached replies, clock), byte for byte: the state machine is deterministic and
+// snapshots carry all of it.
+void Simulation::checkReplicas() {
+  std::map<uint64_t, std::pair<uint64_t, std::string>> byApplied;  // applied index -> (node, state)
+  for (Node& n : nodes_) {
+    if (!n.up()) continue;
+    std::string state = snapshotOf(n.sm, kvOptions_.snapshotChunkBytes);
+    auto [it, first] = byApplied.try_emplace(n.smApplied.value, n.id.value, state);
+    if (!first && it->second.second != state)
+      throw SafetyViolation("state machines: n" + std::to_string(it->second.first) + " and n" +
+                            std::to_string(n.id.value) + " applied through " + std::to_string(n.smApplied.value) +
+                            " and hold different states");
+  }
+}
+
 void Simulation::observe() {
   static thread_local std::vector<Invariants::View> views;
   views.clear();
@@ -1070,8 +1239,7 @@ Result Simulation::run() {
       dispatch(e);
       observe();
     }
-    // Every client completed an operation after healing?
-    res_.simTime = now_;
+    checkReplicas();
   } catch (const SafetyViolation& v) {
     res_.ok = false;
     res_.failure = std::string("safety: ") + v.what();
@@ -1168,7 +1336,8 @@ std::string Result::summary() const {
     << " events=" << events << " time=" << fmtTime(simTime) << "s ops=" << opsOk << "/" << opsFail << "/" << opsInfo
     << " (ok/fail/info) committed=" << committed << " terms=" << terms << " crashes=" << crashes
     << " partitions=" << partitions << " membership=" << membershipChanges << " transfers=" << transfers
-    << " compactions=" << compactions << " installs=" << snapshotInstalls;
+    << " compactions=" << compactions << " installs=" << snapshotInstalls << " sessions=" << registrations
+    << " expired=" << sessionsExpired;
   return o.str();
 }
 

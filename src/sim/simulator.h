@@ -3,7 +3,7 @@
 //
 // One run puts a whole cluster in one process: 3, 5 or 7 voters of the real consensus core
 // (plus two spare nodes for membership changes), each with a SimLog that models durability
-// (sim-log.h) and a RegisterMachine, a simulated network, simulated disks, clients, and a
+// (sim-log.h) and a KvStateMachine (include/keel/kv.h), a simulated network, simulated disks, clients, and a
 // nemesis that injects faults and cluster operations at random moments. Every source of
 // nondeterminism (message delays, losses, faults, client choices, the cores' election
 // timeouts) is drawn from one generator seeded by Options::seed, and nothing reads a clock:
@@ -67,6 +67,7 @@ struct Options {
   int64_t livenessTime = 3'000'000'000;     // ns of the liveness phase during which ops start
   uint64_t coreFaults = 0;  // Config::faults of every node (bits of keel::Fault)
   uint32_t defects = 0;     // bits of Defects
+  uint64_t sessionTimeoutMs = 0;  // KvStateMachine's session timeout; 0: chosen by the seed
   bool checkHistory = true;               // run the linearizability checker at the end
   std::string historyPath;                // when set, the history is written there (JSON Lines)
   int traceDepth = 24;                    // events per node kept for the failure report
@@ -90,6 +91,8 @@ struct Result {
   uint64_t committed = 0, terms = 0;
   uint64_t crashes = 0, pauses = 0, partitions = 0, membershipChanges = 0, transfers = 0;
   uint64_t compactions = 0, snapshotInstalls = 0;
+  uint64_t registrations = 0;    // client sessions registered (through the log)
+  uint64_t sessionsExpired = 0;  // writes answered SessionExpired (the client registers again)
   std::string summary() const;  // one line
 };
 
