@@ -62,6 +62,18 @@ class ProcessCluster {
   }
 
   ~ProcessCluster() {
+    // A graceful stop first (it also lets a coverage build write its counters), then SIGKILL
+    // for any node that has not exited within 5 s.
+    for (auto& [id, n] : nodes_)
+      if (n.pid > 0) ::kill(n.pid, SIGTERM);
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (auto& [id, n] : nodes_) {
+      while (n.pid > 0 && std::chrono::steady_clock::now() < end) {
+        int status = 0;
+        if (::waitpid(n.pid, &status, WNOHANG) == n.pid) n.pid = -1;
+        else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
     for (auto& [id, n] : nodes_) kill(id, SIGKILL);
     if (::testing::Test::HasFailure()) dumpLogs();
     std::error_code ec;
@@ -103,6 +115,9 @@ class ProcessCluster {
       int fd = ::open(n.logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
+      // KJ ends a program with _Exit() unless this is set; a clean exit lets a coverage build
+      // write its counters and the leak checker look at the heap.
+      ::setenv("KJ_CLEAN_SHUTDOWN", "1", 1);
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
