@@ -97,7 +97,10 @@ struct Ready {
 class Consensus {
  public:
   // Starts from what `log` holds (hard state, snapshot, entries). The log must outlive the
-  // node; the node only reads it. Throws std::invalid_argument when config.validate() fails.
+  // node; the node only reads it. A log whose snapshot has an empty membership starts a node
+  // that waits to be added to an existing cluster: it never campaigns, and takes its
+  // configuration from the leader. Throws std::invalid_argument when config.validate() fails
+  // or the log's membership is malformed.
   Consensus(const Config& config, const Log& log);
   ~Consensus();
   Consensus(const Consensus&) = delete;
@@ -128,6 +131,12 @@ class Consensus {
   SnapshotMeta snapshotMeta() const;
 
   // ---- Output ----
+  // The messages that may leave now (those Ready::messages would carry) produced since the
+  // last ready() or sendable(), with the Appends of batched proposals flushed first. Callable
+  // at any time, also while a Ready is outstanding: a leader's Appends of new proposals need
+  // not wait for its own write in progress (diss. §10.2.1). A message handed out here is not
+  // handed out again by ready(). The span is valid until the next call into this node.
+  std::span<const Message> sendable();
   bool hasReady() const noexcept;
   const Ready& ready();
   void advance();

@@ -50,6 +50,7 @@ class Consensus::Impl {
 
   // Output
   bool hasReady() const;
+  std::span<const Message> sendable();
   const Ready& ready();
   void advance();
 
@@ -98,6 +99,7 @@ class Consensus::Impl {
   void broadcastAppend();
   void broadcastHeartbeat(uint64_t context);
   bool maybeCommit();
+  void flushBatchedMessages();
   Index appendLeaderEntry(EntryType type, Bytes&& data);
   void abortTransfer() { transferTarget_ = kNoNode; }
 
@@ -132,6 +134,7 @@ class Consensus::Impl {
   std::vector<ReadState> readStates_[2];
 
   Outbox now_[2];      // messages that need nothing persisted first
+  size_t nowSent_ = 0; // how many of now_[cur_] sendable() already handed out
   Outbox after_[2];    // messages that must wait until the Ready's writes are durable
   int cur_ = 0;        // which of the pairs above collects new output
 
@@ -149,7 +152,9 @@ Consensus::Impl::Impl(const Config& config, const Log& log)
   if (auto err = cfg_.validate(); !err.empty()) throw std::invalid_argument("keel::Config: " + err);
   HardState hs = log.hardState();
   SnapshotMeta snap = log.snapshotMeta();
-  if (auto err = snap.membership.validate(); !err.empty())
+  // An empty membership is a node waiting to join: it never campaigns and learns its
+  // configuration from the leader's log or snapshot.
+  if (auto err = snap.membership.validate(); !err.empty() && snap.membership != Membership{})
     throw std::invalid_argument("keel::Consensus: the log's snapshot has no usable membership (" + err +
                                 "); a new cluster starts from a log holding its initial membership");
   if (hs.commit > log.lastIndex() || hs.commit < snap.index)
@@ -929,14 +934,13 @@ void Consensus::Impl::applyMembership(const Membership& m) {
 
 bool Consensus::Impl::hasReady() const {
   if (readyOutstanding_) return false;
-  if (log_.hasUnstable() || log_.committed > applied_ || broadcastPending_ || now_[cur_].size() ||
+  if (log_.hasUnstable() || log_.committed > applied_ || broadcastPending_ || now_[cur_].size() > nowSent_ ||
       after_[cur_].size() || !readStates_[cur_].empty() || readRound_ != readRoundSent_)
     return true;
   return HardState{term_, vote_, log_.committed} != prevHardState_;
 }
 
-const Ready& Consensus::Impl::ready() {
-  if (readyOutstanding_) throw std::logic_error("keel::Consensus::ready: the previous Ready was not advanced");
+void Consensus::Impl::flushBatchedMessages() {
   if (role_ == Role::Leader) {
     if (broadcastPending_) broadcastAppend();  // one Append per follower for the whole batch
     if (readRound_ != readRoundSent_) {
@@ -945,6 +949,19 @@ const Ready& Consensus::Impl::ready() {
     }
   }
   broadcastPending_ = false;
+}
+
+std::span<const Message> Consensus::Impl::sendable() {
+  flushBatchedMessages();
+  std::span<const Message> all = now_[cur_].span();
+  std::span<const Message> fresh = all.subspan(nowSent_);
+  nowSent_ = all.size();
+  return fresh;
+}
+
+const Ready& Consensus::Impl::ready() {
+  if (readyOutstanding_) throw std::logic_error("keel::Consensus::ready: the previous Ready was not advanced");
+  flushBatchedMessages();
   ready_.hardState.reset();
   log_.handOff();
   if (role_ == Role::Leader && peers_.size() == 1) {
@@ -987,7 +1004,8 @@ const Ready& Consensus::Impl::ready() {
     // cluster stayed joint forever and refused every later change.
     if (membership_.joint()) leaveJointIfApplied();
   }
-  ready_.messages = now_[cur_].span();
+  ready_.messages = now_[cur_].span().subspan(nowSent_);  // the rest went out via sendable()
+  nowSent_ = 0;
   ready_.messagesAfterPersist = after_[cur_].span();
   ready_.readStates = readStates_[cur_];
   cur_ ^= 1;
@@ -1029,6 +1047,7 @@ Result Consensus::readIndex(uint64_t context) { return impl_->readIndex(impl_->c
 Result Consensus::transferLeadership(NodeId to) { return impl_->transferLeadership(to); }
 void Consensus::campaign() { impl_->campaign(Impl::Campaign::PreElection); }
 bool Consensus::hasReady() const noexcept { return impl_->hasReady(); }
+std::span<const Message> Consensus::sendable() { return impl_->sendable(); }
 const Ready& Consensus::ready() { return impl_->ready(); }
 void Consensus::advance() { impl_->advance(); }
 

@@ -276,6 +276,17 @@ void Cluster::restart(uint64_t id) {
   n.core = std::make_unique<Consensus>(n.config, *n.log);
 }
 
+void Cluster::wipe(uint64_t id) {
+  Node& n = node(id);
+  n.core.reset();
+  n.log = std::make_unique<MemoryLog>();
+  n.config.applied = Index{};
+  n.applied.clear();
+  n.appliedIndex = Index{};
+  checker.appliedSnapshot(n.config.id, Index{});
+  n.core = std::make_unique<Consensus>(n.config, *n.log);
+}
+
 void Cluster::compact(uint64_t id) {
   Node& n = node(id);
   Snapshot s;

@@ -98,6 +98,9 @@ class Cluster {
   void deliver(const Message& m);             // steps m into its destination if up
   void crash(uint64_t id);                    // lose the core; the log survives (it was synced)
   void restart(uint64_t id);
+  // Node id becomes a new machine with an empty log that knows no membership (it waits to
+  // be added to the cluster).
+  void wipe(uint64_t id);
   // Takes a snapshot of node id's applied state and compacts its log up to it.
   void compact(uint64_t id);
 

@@ -17,8 +17,10 @@ TEST(Consensus, RejectsABadConfigWithAClearError) {
     EXPECT_NE(std::string(e.what()).find("id must be"), std::string::npos);
   }
   c.id = NodeId{1};
-  MemoryLog empty;  // no membership at all
-  EXPECT_THROW(Consensus(c, empty), std::invalid_argument);
+  MemoryLog learnersOnly(Membership{{}, {}, {NodeId{2}}});  // malformed: no voters
+  EXPECT_THROW(Consensus(c, learnersOnly), std::invalid_argument);
+  MemoryLog empty;  // no membership at all: a node waiting to join, which is fine
+  EXPECT_NO_THROW(Consensus(c, empty));
 }
 
 TEST(Consensus, SingleNodeElectsItselfAndCommits) {
@@ -209,6 +211,70 @@ TEST(Consensus, SnapshotCatchesUpALaggingFollower) {
   EXPECT_EQ(c[3].commitIndex(), c[1].commitIndex());
   EXPECT_EQ(c.node(3).log->snapshot().data.str(), "state@21");
   EXPECT_EQ(c.node(3).appliedIndex, Index{21});
+}
+
+TEST(Consensus, ANodeWithoutMembershipJoinsAsLearnerThenVoter) {
+  Cluster c({NodeId{1}, NodeId{2}, NodeId{3}, NodeId{4}}, Membership{{NodeId{1}, NodeId{2}, NodeId{3}}, {}, {}});
+  c.wipe(4);  // a fresh machine: no membership at all
+  EXPECT_TRUE(c[4].membership().voters.empty());
+  c.tick(4, 100);  // it never campaigns
+  c.pump();
+  EXPECT_EQ(c[4].role(), Role::Follower);
+  EXPECT_EQ(c[4].term(), Term{0});
+  c.elect(1);
+  c.propose(1, "before");
+  c.pump();
+  MembershipChange add{MembershipChange::Kind::AddLearner, NodeId{4}};
+  ASSERT_TRUE(c[1].proposeMembership(std::span(&add, 1)).ok());
+  c.pump();
+  c.tickAll();
+  c.pump();
+  EXPECT_TRUE(c[4].membership().isLearner(NodeId{4}));
+  EXPECT_EQ(dataOf(c.node(4).applied), std::vector<std::string>{"before"});
+  MembershipChange promote{MembershipChange::Kind::AddVoter, NodeId{4}};
+  ASSERT_TRUE(c[1].proposeMembership(std::span(&promote, 1)).ok());
+  for (int i = 0; i < 3; ++i) {
+    c.pump();
+    c.tickAll();
+  }
+  c.pump();
+  EXPECT_TRUE(c[4].membership().isVoter(NodeId{4}));
+  EXPECT_FALSE(c[1].membership().joint());
+}
+
+TEST(Consensus, SendableLetsALeaderReplicateWhileItsOwnWriteIsInFlight) {
+  Cluster c(3);
+  c.elect(1);
+  Consensus& leader = c[1];
+  leader.propose(Bytes("a"));
+  const Ready& rd = leader.ready();  // the driver starts writing "a"...
+  ASSERT_EQ(rd.entries.size(), 1u);
+  ASSERT_EQ(rd.messages.size(), 2u);
+  // ...and while the write is in flight, "b" arrives: its Appends may leave at once.
+  EXPECT_FALSE(leader.hasReady());
+  leader.propose(Bytes("b"));
+  std::span<const Message> now = leader.sendable();
+  ASSERT_EQ(now.size(), 2u);
+  for (const Message& m : now) {
+    EXPECT_EQ(m.type, MessageType::Append);
+    ASSERT_EQ(m.entries.size(), 1u);
+    EXPECT_EQ(m.entries[0].data.str(), "b");
+  }
+  EXPECT_TRUE(leader.sendable().empty());  // handed out once
+  std::vector<Message> first(rd.messages.begin(), rd.messages.end());
+  std::vector<Message> second(now.begin(), now.end());
+  c.node(1).log->append(rd.entries);
+  leader.advance();
+  const Ready& next = leader.ready();
+  EXPECT_EQ(next.entries.size(), 1u);    // "b" is still to be written
+  EXPECT_TRUE(next.messages.empty());    // its Appends already went out
+  c.node(1).log->append(next.entries);
+  leader.advance();
+  for (const Message& m : first) c.deliver(m);
+  for (const Message& m : second) c.deliver(m);
+  c.pump();
+  EXPECT_EQ(leader.commitIndex(), Index{3});
+  EXPECT_EQ(dataOf(c.node(1).applied), (std::vector<std::string>{"a", "b"}));
 }
 
 }  // namespace
