@@ -7,8 +7,9 @@
 // Options: --nodes 3|5|7, --faults all|network,partitions,crashes,torn,pauses,slow-disk,
 // membership,transfers,snapshots (default: a mix chosen by each seed), --events N (events of
 // the fault phase), --clients N, --keys N, --defect NAME (commit-previous-term,
-// read-without-quorum, grant-any-vote, ack-before-persist, forget-vote, stale-reads; may be
-// repeated), --history FILE (one run: write the history as JSON Lines), --no-check (skip the
+// read-without-quorum, grant-any-vote, ack-before-persist, forget-vote, stale-reads, retry-expired-writes; may be
+// repeated), --session-timeout MS (KvStateMachine's session timeout instead of the seed's
+// choice), --history FILE (one run: write the history as JSON Lines), --no-check (skip the
 // linearizability check), --pre-vote on|off and --check-quorum on|off (instead of the
 // seed's choice), --trace N (events per node in a failure report), -v (a summary line per seed).
 #include "simulator.h"
@@ -26,7 +27,7 @@ namespace {
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "keel-sim: %s\nusage: keel-sim (--seed N | --seeds A..B [--time S]) [--nodes 3|5|7] "
-                       "[--faults LIST] [--events N] [--clients N] [--keys N] [--defect NAME]... "
+                       "[--faults LIST] [--events N] [--clients N] [--keys N] [--defect NAME]... [--session-timeout MS] "
                        "[--pre-vote on|off] [--check-quorum on|off] [--history FILE] [--no-check] [-v]\n", why);
   std::exit(2);
 }
@@ -86,7 +87,10 @@ int main(int argc, char** argv) {
       else if (d == "ack-before-persist") core(keel::Fault::AckBeforePersist);
       else if (d == "forget-vote") o.defects |= keel::sim::kForgetVote;
       else if (d == "stale-reads") o.defects |= keel::sim::kStaleReads;
+      else if (d == "retry-expired-writes") o.defects |= keel::sim::kRetryExpiredWrites;
       else usage("unknown --defect");
+    } else if (a == "--session-timeout") {
+      o.sessionTimeoutMs = number(value());
     } else if (a == "--history") {
       o.historyPath = value();
     } else if (a == "--pre-vote" || a == "--check-quorum") {

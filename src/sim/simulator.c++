@@ -214,7 +214,7 @@ class Simulation {
   void arm(Client& c, int64_t at);
   void readReady(Node& n, const ReadState& rs);
   std::optional<std::string> read(const Node& n, const std::string& key);
-  void applied(Client& c, const Node& n, const Entry& e, const std::string& reply);
+  void applied(Client& c, const Entry& e, const std::string& reply);
   void checkReplicas();
   void serveReads(Node& n);
 
@@ -524,10 +524,10 @@ void Simulation::apply(Node& n, const Entry& e) {
   std::string reply;
   if (e.type == EntryType::Normal && !e.data.empty()) reply = n.sm.apply(e.index, e.data.view());
   for (Client& c : clients_)
-    if (!c.watches.empty() || !c.registrations.empty()) applied(c, n, e, reply);
+    if (!c.watches.empty() || !c.registrations.empty()) applied(c, e, reply);
 }
 
-// Node n applied entry e with reply `reply`: what it tells client c about its proposals.
+// A node applied entry e with reply `reply`: what it tells client c about its proposals.
 //
 // The first node to apply a watched index tells the client, whichever node took the proposal:
 // every node applies the same entry there and computes the same reply (State Machine Safety,
@@ -536,8 +536,7 @@ void Simulation::apply(Node& n, const Entry& e) {
 // its answer. (So when a copy answers SessionExpired at index j, every copy at an index below
 // j has been answered already: the first node to apply j applied them first, or installed a
 // snapshot made by a node that did.)
-void Simulation::applied(Client& c, const Node& n, const Entry& e, const std::string& reply) {
-  (void)n;
+void Simulation::applied(Client& c, const Entry& e, const std::string& reply) {
   // Another entry at a watched index means ours (index, term) never commits (Log Matching).
   auto find = [&](std::vector<Client::Watch>& ws) -> std::optional<bool> {  // nullopt: not watched; true: ours
     for (size_t k = 0; k < ws.size(); ++k) {
@@ -775,6 +774,8 @@ void Simulation::attempt(Client& c) {
   } else {
     c.maybeApplied = true;
     c.phase = Client::Phase::AwaitApply;
+    // The defect: wait for the last copy only, so SessionExpired looks like "never applied".
+    if (o_.defects & kRetryExpiredWrites) c.watches.clear();
     c.watches.push_back({n.id.value, r.index, r.term});
     c.watchSession = c.session;
   }

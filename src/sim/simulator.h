@@ -54,6 +54,10 @@ std::string faultNames(uint32_t faults);
 enum Defects : uint32_t {
   kForgetVote = 1 << 0,  // a restarted node's storage has lost its vote
   kStaleReads = 1 << 1,  // nodes answer reads from local state, without ReadIndex
+  // A client that, proposing a write again, waits for the answer of the last copy only: when
+  // that answers SessionExpired it proposes the write once more in a new session, although an
+  // earlier copy may have applied before the session expired.
+  kRetryExpiredWrites = 1 << 2,
 };
 
 struct Options {

@@ -52,7 +52,7 @@ TEST(Defects, AckBeforePersistIsCaught) {
   Options o;
   o.faults = kCrashes | kTornWrites | kSlowDisk;
   o.coreFaults = coreFault(keel::Fault::AckBeforePersist);
-  Found f = firstFailure(o, 150);
+  Found f = firstFailure(o, 120);
   ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
 }
 
@@ -84,6 +84,19 @@ TEST(Defects, StaleReadsAreCaught) {
   Options o;
   o.defects = kStaleReads;
   Found f = firstFailure(o, 10);
+  ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
+  EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
+}
+
+TEST(Defects, RetryOfAnExpiredWriteIsCaught) {
+  // §6.3: a client that waits for the answer of the last copy of a write only, and on
+  // SessionExpired proposes the write again in a new session: an earlier copy may have
+  // applied before the session expired, and the write then applies twice. Sessions expire
+  // after 100 ms of the log's clock here, so that they do within a run.
+  Options o;
+  o.sessionTimeoutMs = 100;
+  o.defects = kRetryExpiredWrites;
+  Found f = firstFailure(o, 80);
   ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
   EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
 }

@@ -33,5 +33,26 @@ TEST(Regression, Seed12CommittedCheckWhileSyncing) { expectPasses(seed(12)); }
 // every applied entry, not only commands.
 TEST(Regression, Seed117NoOpAtTheWatchedIndex) { expectPasses(seed(117)); }
 
+// With KvStateMachine: a client's write had a copy at a node that was then removed (it never
+// applied the index) and another that answered SessionExpired; the client waited for the
+// removed node until its deadline (liveness failure after healing). A watched index is now
+// answered by the first node to apply it.
+TEST(Regression, Seed76CopyOnARemovedNodeAfterSessionExpiry) { expectPasses(seed(76)); }
+
+// Sessions that expire all the time (100 ms of the log's clock): clients register again and
+// every seed still passes, exactly once.
+TEST(Sessions, ClientsRegisterAgainAfterExpiry) {
+  uint64_t expired = 0, registrations = 0;
+  for (uint64_t s = 1; s <= 10; ++s) {
+    Options o = seed(s);
+    o.sessionTimeoutMs = 100;
+    Result r = expectPasses(o);
+    expired += r.sessionsExpired;
+    registrations += r.registrations;
+  }
+  EXPECT_GT(expired, 0u);
+  EXPECT_GT(registrations, 10u * 4);
+}
+
 }  // namespace
 }  // namespace keel::sim::testing
