@@ -52,14 +52,11 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   if (options_.listen.empty()) options_.listen = options_.peers.at(options_.id);
   addresses_[NodeId{options_.id}] = options_.listen;
 
+  // A new cluster starts from its voters; a joining node starts with no membership at all (it
+  // never campaigns) and takes its configuration from the leader's log or snapshot.
   Membership initial;
-  for (auto& [id, addr] : options_.peers) {
-    if (!options_.join) initial.voters.push_back(NodeId{id});
-    else if (id != options_.id) initial.voters.push_back(NodeId{id});
-  }
-  // A joining node starts as a learner of the cluster it joins (it never campaigns); the
-  // leader's log or snapshot then replaces this configuration.
-  if (options_.join) initial.learners.push_back(NodeId{options_.id});
+  if (!options_.join)
+    for (auto& [id, addr] : options_.peers) initial.voters.push_back(NodeId{id});
 
   if (options_.memoryLog) {
     logOwner_ = std::make_unique<MemoryLog>(initial);
@@ -148,7 +145,14 @@ void Node::kick() {
 }
 
 void Node::process() {
-  if (syncing_ || stopping_ || !core_->hasReady()) return;
+  if (stopping_) return;
+  if (syncing_) {
+    // Our own write is in flight: what needs nothing durable (the leader's Appends of new
+    // proposals, heartbeats of read rounds) leaves now (diss. §10.2.1).
+    for (const Message& m : core_->sendable()) send(m);
+    return;
+  }
+  if (!core_->hasReady()) return;
   current_ = core_->ready();
   const Ready& rd = current_;
   // §10.2.1 (diss.): the leader's Appends go out before its own write is durable.
