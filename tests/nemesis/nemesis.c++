@@ -146,9 +146,13 @@ class Run {
   }
 
   // ---- Admin (on this thread's own event loop) ----
+  // This thread sleeps outside its event loop, and a kj timer's now() only moves when the loop
+  // polls: without this, deadlines computed from a stale now() would expire at once.
+  void freshen() { io_->provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io_->waitScope); }
   std::optional<NodeInfo> status(uint64_t id, uint32_t ms = 1000) {
     auto& n = cluster_->node(id);
     if (!n.pid || n.paused) return std::nullopt;
+    freshen();
     Client::Options o;
     o.addresses = {n.address};
     o.timeoutMs = ms;
@@ -189,6 +193,7 @@ class Run {
     o.addresses = liveAddresses();
     if (o.addresses.empty()) o.addresses = cluster_->addresses();
     o.timeoutMs = 4000;
+    freshen();
     Client c(o, *io_);
     return f(c);
   }
@@ -443,6 +448,7 @@ bool Run::converge(std::string& report) {
     Client::Options co;
     co.addresses = {cluster_->node(id).address};
     co.timeoutMs = 3000;
+    freshen();
     Client c(co, *io_);
     std::vector<std::pair<std::string, std::string>> all;
     std::string start;
@@ -526,8 +532,15 @@ RunResult Run::go() {
   // ---- The nemesis ----
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(args_.time);
   sleepMs(std::min<uint64_t>(args_.intervalMs, 2000));
+  // Each listed kind once per cycle, in a shuffled order, so a short run sees every kind.
+  std::vector<std::string> bag;
   for (int round = 0; round < 100000 && std::chrono::steady_clock::now() < end; ++round) {
-    const std::string& kind = args_.faults[rng_() % args_.faults.size()];
+    if (bag.empty()) {
+      bag = args_.faults;
+      std::shuffle(bag.begin(), bag.end(), rng_);
+    }
+    std::string kind = bag.back();
+    bag.pop_back();
     ++injected_[kind];
     auto heal = inject(kind);
     sleepMs(args_.intervalMs);
