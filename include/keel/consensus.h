@@ -53,7 +53,6 @@ enum class Refusal : uint8_t {
   ChangePending,       // a membership change is not yet applied (§4.1)
   InvalidChange,       // the change would give an unusable configuration
   UnknownNode,         // the target is not a member
-  NotReady,            // a new leader has not committed an entry of its term yet
 };
 const char* toString(Refusal r) noexcept;
 

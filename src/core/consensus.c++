@@ -26,8 +26,8 @@ struct Rng {
   }
 };
 
-// Read states handed out per Ready are bounded by the caps below only for committed entries;
-// a Ready carries at most this much payload of committed entries (the rest waits).
+// A Ready hands out at most this much payload of committed entries to apply; the rest waits
+// for the next Ready (a restarted node with a long committed log applies it in slices).
 constexpr uint64_t kMaxCommittedBytesPerReady = 32u << 20;
 
 }  // namespace
@@ -1103,7 +1103,6 @@ const char* toString(Refusal r) noexcept {
     case Refusal::ChangePending: return "a membership change is pending";
     case Refusal::InvalidChange: return "invalid membership change";
     case Refusal::UnknownNode: return "unknown node";
-    case Refusal::NotReady: return "leader not ready";
   }
   return "?";
 }

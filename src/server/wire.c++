@@ -90,7 +90,6 @@ wire::Status toWire(Refusal r) {
     case Refusal::ChangePending: return wire::Status::CHANGE_PENDING;
     case Refusal::InvalidChange: return wire::Status::INVALID_CHANGE;
     case Refusal::UnknownNode: return wire::Status::UNKNOWN_NODE;
-    case Refusal::NotReady: return wire::Status::UNAVAILABLE;
   }
   return wire::Status::UNAVAILABLE;
 }
