@@ -1102,11 +1102,19 @@ void Simulation::healAll() {
   }
   // The operator shuts down the servers that no voter counts as a member any more: a removed
   // server that does not know it was removed would disrupt the cluster with elections when
-  // neither pre-vote nor check-quorum is on (diss. §4.2.3).
+  // neither pre-vote nor check-quorum is on (diss. §4.2.3). Whose word counts: the members of
+  // the configuration of the node that committed the most, and the voters among them. A
+  // removed server still in the joint configuration it never saw end counts itself a voter;
+  // its word does not count (seed 1964).
+  const Node* ref = nullptr;
+  for (Node& n : nodes_)
+    if (n.up() && (!ref || n.core->commitIndex() > ref->core->commitIndex())) ref = &n;
   std::vector<bool> member(nodes_.size() + 1, false);
+  if (ref)
+    for (NodeId m : ref->core->membership().members()) member[m.value] = true;
+  std::vector<bool> counted = member;
   for (Node& n : nodes_) {
-    if (!n.up() || !n.core->membership().isVoter(n.id)) continue;
-    member[n.id.value] = true;
+    if (!n.up() || !counted[n.id.value] || !n.core->membership().isVoter(n.id)) continue;
     for (NodeId m : n.core->membership().members()) member[m.value] = true;
   }
   for (Node& n : nodes_) {
