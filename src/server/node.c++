@@ -87,6 +87,7 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
       throw std::runtime_error("the snapshot in " + options_.dataDir + " is not one of this state machine");
     }
   }
+  applied_ = snap.meta.index.value;  // reads wait for applied_ >= their index
   Config cfg;
   cfg.id = NodeId{options_.id};
   cfg.electionTicks = options_.electionTicks;
@@ -164,6 +165,7 @@ void Node::process() {
       log("FATAL: a snapshot from the leader is not one of this state machine");
       std::abort();
     }
+    applied_ = rd.snapshot->meta.index.value;
     wrote = true;
   }
   if (rd.hardState && options_.unsafeTestAckBeforePersist) {
