@@ -33,13 +33,13 @@ namespace keel::examples {
 class ServeMain {
  public:
   ServeMain(kj::ProcessContext& context, const char* name, std::unique_ptr<StateMachine> machine)
-      : context_(context), name_(name), machine_(std::move(machine)) {}
+      : context_(context), name_(name), version_(kj::str(name, " (keel example)")), machine_(std::move(machine)) {}
 
   kj::MainFunc getMain() {
-    kj::MainBuilder b(context_, kj::str(name_, " (keel example)"),
-                      kj::str("Runs one member of a cluster replicating this example's state machine "
-                              "with the keel server library. The options are keel-server's "
-                              "(--config FILE: one `name = value` per line)."));
+    kj::MainBuilder b(context_, version_,
+                      "Runs one member of a cluster replicating this example's state machine with "
+                      "the keel server library. The options are keel-server's (--config FILE: one "
+                      "`name = value` per line).");
     b.addOptionWithArg({"config"}, KJ_BIND_METHOD(*this, config), "<file>", "Read options from <file>.");
     for (const auto& h : server::optionHelp()) {
       std::string flag = h.name;
@@ -92,6 +92,7 @@ class ServeMain {
 
   kj::ProcessContext& context_;
   const char* name_;
+  kj::String version_;  // MainBuilder keeps a reference
   std::unique_ptr<StateMachine> machine_;
   server::Options options_;
 };
