@@ -32,7 +32,7 @@ struct Member {
 
 class Cluster {
  public:
-  Cluster(std::string dir) : dir_(std::move(dir)) {}
+  explicit Cluster(std::string dir) : dir_(std::move(dir)) {}
 
   // Opens (or reopens) every node from its file, as a process would after a restart.
   void start() {
