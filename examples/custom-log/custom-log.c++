@@ -71,11 +71,12 @@ class Cluster {
     return 0;
   }
 
-  // Proposes on the leader, runs until every node applied it; returns the leader's result.
+  // Proposes on the leader and ticks long enough for every node to apply it (heartbeats carry
+  // the commit index to the followers); returns what the leader's machine answered.
   std::string write(uint64_t leader, std::string command) {
     Result r = member(leader).node->propose(Bytes(command));
     if (!r.ok()) return std::string("refused: ") + toString(r.refusal);
-    for (int i = 0; i < 20; ++i) tick();  // heartbeats carry the commit index to followers
+    for (int i = 0; i < 20; ++i) tick();
     return member(leader).results[r.index.value];
   }
 
