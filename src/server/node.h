@@ -81,6 +81,7 @@ class Node final {
   // A snapshot fully received from a peer.
   void deliverSnapshot(Message m, std::string data);
   std::string addressOf(NodeId id) const;
+  NodeId leader() const { return core_->leader(); }
   uint64_t maxMessageBytes() const { return options_.maxMessageBytes; }
   const Options& options() const { return options_; }
   capnp::ReaderOptions readerOptions() const;

@@ -128,7 +128,9 @@ void Node::flush(Peer& p) {
         bytes += b;
         ++n;
       }
-      auto req = cap->deliverRequest();
+      // Sized for the entries and the per-message fields, so the first segment fits the call
+      // instead of starting at the default 1024 words (zero-filled) and growing.
+      auto req = cap->deliverRequest(capnp::MessageSize{bytes / 8 + n * 24 + 64, 0});
       auto origin = req.initOrigin();
       origin.setClusterId(options_.clusterId);
       origin.setFrom(options_.id);
@@ -184,7 +186,7 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
                                       size_t offset) {
         if (offset >= s->data.size()) return kj::READY_NOW;
         size_t n = std::min(kSnapshotChunkBytes, s->data.size() - offset);
-        auto w = sink.writeRequest();
+        auto w = sink.writeRequest(capnp::MessageSize{n / 8 + 8, 0});
         w.setChunk(kj::arrayPtr(s->data.data() + offset, n));
         return w.send().then([sink, s, offset, n]() mutable { return chunks(kj::mv(sink), s, offset + n); });
       }

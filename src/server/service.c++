@@ -13,6 +13,11 @@ void fill(Node& node, wire::Redirect::Builder r, NodeId leader) {
   if (leader) r.setLeaderAddress(node.addressOf(leader));
 }
 
+// The size of a reply to propose/query: its result, a redirect with an address, the struct
+// pointers. Sizing the first segment avoids the default 1024-word segment (8 KiB, zero-filled)
+// per reply.
+capnp::MessageSize replySize(size_t resultBytes) { return {resultBytes / 8 + 24, 0}; }
+
 }  // namespace
 
 // Receives a streamed snapshot; hands it to the node when complete.
@@ -52,7 +57,7 @@ class Service final : public wire::Node::Server {
   kj::Promise<void> deliver(DeliverContext context) override {
     auto params = context.getParams();
     std::string refusal = node_.deliver(params.getOrigin(), params.getMessages());
-    if (!refusal.empty()) context.getResults().setRefusal(refusal);
+    if (!refusal.empty()) context.initResults(capnp::MessageSize{refusal.size() / 8 + 8, 0}).setRefusal(refusal);
     return kj::READY_NOW;
   }
 
@@ -82,10 +87,11 @@ class Service final : public wire::Node::Server {
     auto params = context.getParams();
     auto cmd = kj::heapArray<kj::byte>(params.getCommand());
     return node_.propose(kj::mv(cmd), params.getTimeoutMs()).then([this, context](Node::ProposeOutcome out) mutable {
-      auto r = context.getResults();
+      auto r = context.initResults(replySize(out.result.size()));
       r.setStatus(out.status);
       r.setResult(bytesOf(out.result));
-      fill(node_, r.initRedirect(), out.leader);
+      // On success too, so that a client talking to a follower learns where the leader is.
+      fill(node_, r.initRedirect(), out.leader ? out.leader : node_.leader());
     });
   }
 
@@ -94,10 +100,11 @@ class Service final : public wire::Node::Server {
     auto q = kj::heapArray<kj::byte>(params.getQuery());
     bool lin = params.getConsistency() == wire::Consistency::LINEARIZABLE;
     return node_.query(kj::mv(q), lin, params.getTimeoutMs()).then([this, context](Node::ProposeOutcome out) mutable {
-      auto r = context.getResults();
+      auto r = context.initResults(replySize(out.result.size()));
       r.setStatus(out.status);
       r.setResult(bytesOf(out.result));
-      fill(node_, r.initRedirect(), out.leader);
+      // On success too, so that a client talking to a follower learns where the leader is.
+      fill(node_, r.initRedirect(), out.leader ? out.leader : node_.leader());
     });
   }
 
@@ -110,7 +117,7 @@ class Service final : public wire::Node::Server {
     auto p = context.getParams();
     return node_.changeMembership(p.getKind(), NodeId{p.getNode()}, p.getAddress(), p.getTimeoutMs())
         .then([this, context](Node::ProposeOutcome out) mutable {
-          auto r = context.getResults();
+          auto r = context.initResults(replySize(0));
           r.setStatus(out.status);
           fill(node_, r.initRedirect(), out.leader);
         });
@@ -120,7 +127,7 @@ class Service final : public wire::Node::Server {
     auto p = context.getParams();
     return node_.transferLeadership(NodeId{p.getTo()}, p.getTimeoutMs())
         .then([this, context](Node::ProposeOutcome out) mutable {
-          auto r = context.getResults();
+          auto r = context.initResults(replySize(0));
           r.setStatus(out.status);
           fill(node_, r.initRedirect(), out.leader);
         });
@@ -217,7 +224,7 @@ kj::Promise<Node::ProposeOutcome> Node::forward(kj::Array<kj::byte> command, uin
   if (!leader || leader == core_->id()) return ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}};
   Peer& p = peer(leader);
   KJ_IF_MAYBE(cap, p.cap) {
-    auto req = cap->proposeRequest();
+    auto req = cap->proposeRequest(capnp::MessageSize{command.size() / 8 + 8, 0});
     req.setCommand(command);
     req.setTimeoutMs(timeoutMs);
     return req.send().then(
