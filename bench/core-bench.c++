@@ -33,20 +33,21 @@ class Cluster {
 
   // Takes every node's Ready, appends its entries, delivers its messages (in order, straight
   // into the receiver), applies (counts) its committed entries and advances; repeats until
-  // no node has work.
+  // no node has work. (A node drains its own work in the inner loop, so only a delivered
+  // message can give work to a node already visited: a pass without one ends the pump.)
   void pump() {
-    for (bool any = true; any;) {
-      any = false;
+    for (bool delivered = true; delivered;) {
+      delivered = false;
       for (size_t i = 0; i < nodes_.size(); ++i) {
         Consensus& node = *nodes_[i];
         while (node.hasReady()) {
-          any = true;
           const Ready& rd = node.ready();
           MemoryLog& log = *logs_[i];
           if (rd.hardState) log.setHardState(*rd.hardState);
           log.append(rd.entries);
           for (const Message& m : rd.messages) nodes_[m.to.value - 1]->step(m);
           for (const Message& m : rd.messagesAfterPersist) nodes_[m.to.value - 1]->step(m);
+          delivered = delivered || !rd.messages.empty() || !rd.messagesAfterPersist.empty();
           applied_[i] += rd.committed.size();
           node.advance();
         }

@@ -695,7 +695,10 @@ void Consensus::Impl::broadcastHeartbeat(uint64_t context) {
 }
 
 bool Consensus::Impl::maybeCommit() {
-  Index q{Quorum::committed(peers_, membership_.joint(), [](const Peer& p) { return p.match.value; })};
+  // (A cluster of one, the leader alone: its own match is the quorum's.)
+  Index q = peers_.size() == 1 ? peers_[0].match
+                               : Index{Quorum::committed(peers_, membership_.joint(),
+                                                         [](const Peer& p) { return p.match.value; })};
   if (q <= log_.committed) return false;
   // §5.4.2: "Raft never commits log entries from previous terms by counting replicas. Only
   // log entries from the leader's current term are committed by counting replicas".
@@ -708,7 +711,7 @@ bool Consensus::Impl::maybeCommit() {
 
 Index Consensus::Impl::appendLeaderEntry(EntryType type, Bytes&& data) {
   uncommittedBytes_ += data.size();
-  broadcastPending_ = true;
+  if (peers_.size() > 1) broadcastPending_ = true;  // a cluster of one has nobody to tell
   return log_.appendNext(term_, type, std::move(data));
 }
 
@@ -961,15 +964,17 @@ std::span<const Message> Consensus::Impl::sendable() {
 
 const Ready& Consensus::Impl::ready() {
   if (readyOutstanding_) throw std::logic_error("keel::Consensus::ready: the previous Ready was not advanced");
-  flushBatchedMessages();
+  if (broadcastPending_ || readRound_ != readRoundSent_) flushBatchedMessages();
   ready_.hardState.reset();
   log_.handOff();
   if (role_ == Role::Leader && peers_.size() == 1) {
     // A cluster of one: nothing ever leaves this node, and the driver makes this Ready's
     // entries durable before it applies any of them, so they may count as replicated now.
     // (With any other member this would let a commit index escape before the write.)
-    self().match = log_.lastIndex();
-    if (maybeCommit()) startReadsWaitingForCommit();
+    if (Index last = log_.lastIndex(); last > log_.committed) {
+      peers_[0].match = last;
+      if (maybeCommit()) startReadsWaitingForCommit();
+    }
   }
   HardState hs{term_, vote_, log_.committed};
   if (hs != prevHardState_) ready_.hardState = hs;
