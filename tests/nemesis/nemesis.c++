@@ -204,12 +204,41 @@ class Run {
     return s ? s->voters : std::vector<uint64_t>{};
   }
 
+  // True once every other running member reports a configuration without `v` (bounded wait).
+  bool everyoneForgot(uint64_t v, uint32_t ms) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end) {
+      bool all = true;
+      for (uint64_t id : cluster_->ids()) {
+        if (id == v || !cluster_->running(id)) continue;
+        auto s = status(id);
+        if (!s || std::count(s->voters.begin(), s->voters.end(), v) ||
+            std::count(s->outgoing.begin(), s->outgoing.end(), v)) {
+          all = false;
+        }
+      }
+      if (all) return true;
+      sleepMs(100);
+    }
+    return false;
+  }
+
   // Removes `v` (if a voter), wipes it and adds it back: learner, catch up, voter.
+  //
+  // The wipe waits until every other running member's configuration has dropped `v`: a member
+  // that still counts `v` as a voter could otherwise win an election with the vote of the
+  // wiped `v` (which starts empty and, as a learner, still grants votes) and overwrite
+  // committed entries. Seed 11 of the 3-node scenario lost 314 acknowledged writes that way
+  // before this wait (see docs/testing.md, "Fault tests").
   bool removeAndReadd(uint64_t v, bool remove) {
     if (remove) {
       auto r = admin([&](Client& c) { return c.changeMembership(Client::Change::Remove, v); });
       note("  remove n" + std::to_string(v) + ": " + (r.ok() ? "ok" : r.detail));
       if (!r.ok()) return false;
+    }
+    if (!everyoneForgot(v, 15000)) {
+      note("  some member still counts n" + std::to_string(v) + " as a voter; not wiping it yet");
+      return false;
     }
     cluster_->kill(v);
     cluster_->wipe(v);
