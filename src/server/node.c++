@@ -71,6 +71,7 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
     segmented_->onDurable([this](uint64_t seq) {
       // The log's I/O thread: hand the completion to the loop.
       auto lock = durable_.lockExclusive();
+      if (seq > lock->reported) lock->reported = seq;
       if (lock->fulfiller && seq >= lock->waitingFor) {
         lock->fulfiller->fulfill();
         lock->fulfiller = nullptr;
@@ -207,7 +208,7 @@ kj::Promise<void> Node::waitDurable(uint64_t seq) {
     auto lock = durable_.lockExclusive();
     lock->waitingFor = seq;
     lock->fulfiller = kj::mv(paf.fulfiller);
-    if (segmented_->durableSeq() >= seq) {
+    if (lock->reported >= seq || segmented_->durableSeq() >= seq) {
       lock->fulfiller->fulfill();
       lock->fulfiller = nullptr;
     }

@@ -144,6 +144,9 @@ class Node final {
   // Durable completions from the log's I/O thread.
   struct DurableState {
     uint64_t waitingFor = 0;
+    // The highest seq the log's callback reported. SegmentedLog calls the callback before it
+    // publishes durableSeq(), so a waiter registered between the two would miss both.
+    uint64_t reported = 0;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
   };
   kj::MutexGuarded<DurableState> durable_;
