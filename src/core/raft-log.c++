@@ -5,7 +5,8 @@
 
 namespace keel {
 
-RaftLog::RaftLog(const Log& storage) : storage_(storage) {}
+RaftLog::RaftLog(const Log& storage)
+    : storage_(storage), lastIndex_(storage.lastIndex()), lastTerm_(storage.term(lastIndex_)) {}
 
 Index RaftLog::firstIndex() const {
   if (unstable_.snapshot) return unstable_.offset;
@@ -13,15 +14,8 @@ Index RaftLog::firstIndex() const {
   return storage_.firstIndex();
 }
 
-Index RaftLog::lastIndex() const {
-  for (const Layer* l : {&unstable_, &persisting_}) {
-    if (!l->entries.empty()) return l->last();
-    if (l->snapshot) return l->snapshot->meta.index;
-  }
-  return storage_.lastIndex();
-}
-
 std::optional<Term> RaftLog::term(Index i) const {
+  if (i >= lastIndex_) return i == lastIndex_ ? std::optional<Term>(lastTerm_) : std::nullopt;
   for (const Layer* l : {&unstable_, &persisting_}) {
     if (!active(*l)) continue;
     if (i >= l->offset) {
@@ -99,6 +93,8 @@ void RaftLog::append(std::span<const Entry> es) {
     unstable_.offset = first;
   }
   unstable_.entries.insert(unstable_.entries.end(), es.begin(), es.end());
+  lastIndex_ = es.back().index;
+  lastTerm_ = es.back().term;
 }
 
 std::optional<Index> RaftLog::appendFollower(std::span<const Entry> es) {
@@ -118,6 +114,8 @@ std::optional<Index> RaftLog::appendFollower(std::span<const Entry> es) {
 
 void RaftLog::restore(std::shared_ptr<const Snapshot> s) {
   committed = s->meta.index;
+  lastIndex_ = s->meta.index;
+  lastTerm_ = s->meta.term;
   unstable_.entries.clear();
   unstable_.offset = s->meta.index.next();
   unstable_.snapshot = std::move(s);

@@ -24,8 +24,10 @@ class RaftLog {
   explicit RaftLog(const Log& storage);
 
   Index firstIndex() const;
-  Index lastIndex() const;
-  Term lastTerm() const { return *term(lastIndex()); }
+  // The last entry (or the snapshot's, without entries): kept up to date by every change, since
+  // the core asks for it on nearly every message.
+  Index lastIndex() const { return lastIndex_; }
+  Term lastTerm() const { return lastTerm_; }
   // The term of entry i, or nullopt if it is compacted away or past the end.
   std::optional<Term> term(Index i) const;
   bool matchTerm(Index i, Term t) const {
@@ -47,9 +49,11 @@ class RaftLog {
   void append(std::span<const Entry> entries);
   // The leader's path: appends one entry just past the end and returns its index.
   Index appendNext(Term term, EntryType type, Bytes&& data) {
-    Index index = unstable_.entries.empty() ? lastIndex().next() : unstable_.last().next();
+    Index index = lastIndex_.next();
     if (!active(unstable_)) unstable_.offset = index;
     unstable_.entries.push_back(Entry{term, index, type, std::move(data)});
+    lastIndex_ = index;
+    lastTerm_ = term;
     return index;
   }
   // The follower's AppendEntries rule (§5.3): skips entries already present with the same
@@ -92,6 +96,8 @@ class RaftLog {
   const Log& storage_;
   Layer persisting_;
   Layer unstable_;
+  Index lastIndex_;
+  Term lastTerm_;
 };
 
 }  // namespace keel
