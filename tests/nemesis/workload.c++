@@ -55,6 +55,10 @@ struct Worker {
   std::string address;
   uint64_t process = 0;
   std::unique_ptr<Client> client;
+  // Reads go through a fresh session-less client each time, so that they reach this worker's
+  // node: a Client follows the leader that every reply names, and would otherwise read only
+  // from the leader after its first call (a node serving stale reads would never be asked).
+  std::unique_ptr<Client> reader;
 
   Worker(Shared& shared, bool set, std::string addr) : s(shared), isSet(set), address(std::move(addr)) { fresh(); }
 
@@ -112,7 +116,12 @@ struct Worker {
     int64_t t0 = nowNs();
     if (r < 0.4) {
       auto h = s.res.registers.invokeRead(process, key, t0);
-      return guarded(timer, ms, client->getAsync(key)).then([this, h, key, t0](std::optional<keel::Outcome<std::string>> o) {
+      Client::Options ro;
+      ro.addresses = {address};
+      ro.timeoutMs = s.cfg.opTimeoutMs > 1000 ? s.cfg.opTimeoutMs - 500 : s.cfg.opTimeoutMs;
+      ro.sessions = false;
+      reader = std::make_unique<Client>(ro, s.io);
+      return guarded(timer, ms, reader->getAsync(key)).then([this, h, key, t0](std::optional<keel::Outcome<std::string>> o) {
         if (o && (o->ok() || o->error == ClientError::NotFound)) {
           std::optional<std::string> v;
           if (o->ok()) v = o->value;
