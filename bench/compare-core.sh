@@ -86,21 +86,13 @@ report() {
 out=$(report)
 echo "$out"
 if [ "$write_docs" = 1 ]; then
-  doc=docs/benchmarks.md
-  [ -f "$doc" ] || printf '# Benchmarks\n' > "$doc"
+  . scripts/doc-section.sh
   notes='Both sides run the same pump (WORKLOADS.md W1/W2) with in-memory logs and wall-clock time;
 keel runs Google Benchmark (bench/core-bench.c++, built with link-time optimisation), etcd its
-peer program; the two alternate, and the ratio is the median of the per-pair ratios. Both share one 16-byte payload across proposals. That a steady-state proposal allocates
-nothing but its payload is asserted by tests/unit/allocation-test.c++ (a counting global
-operator new over 5,000 proposals on 3 nodes).'
-  section=$(printf '<!-- core:begin (written by bench/compare-core.sh --write-docs) -->\n## W1 core-steady and W2 core-fresh\n\nCommand: `bench/compare-core.sh --reps %s --write-docs`\n\n%s\n\n```\n%s\n```\n<!-- core:end -->' "$reps" "$notes" "$out")
-  python3 - "$doc" "$section" <<'PY'
-import re, sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-pat = re.compile(r'<!-- core:begin.*?<!-- core:end -->', re.S)
-text = pat.sub(lambda m: section, text) if pat.search(text) else text.rstrip('\n') + '\n\n' + section + '\n'
-open(path, 'w').write(text)
-PY
-  echo "wrote $doc"
+peer program; the two alternate, and the ratio is the median of the per-pair ratios. Both
+share one 16-byte payload across proposals. That a steady-state proposal allocates nothing but
+its payload is asserted by tests/unit/allocation-test.c++ (a counting global operator new over
+5,000 proposals on 3 nodes).'
+  keel_write_doc_section docs/benchmarks.md core "$(printf '## W1 core-steady and W2 core-fresh\n\nCommand: `bench/compare-core.sh --reps %s --write-docs`\n\n%s\n\n```\n%s\n```' "$reps" "$notes" "$out")"
+  echo "wrote docs/benchmarks.md"
 fi

@@ -268,16 +268,7 @@ PY
 out=$(report)
 echo "$out"
 if [ "$write_docs" = 1 ]; then
-  doc=docs/benchmarks.md
-  [ -f "$doc" ] || printf '# keel benchmarks\n' > "$doc"
-  section=$(printf '<!-- e2e:begin (written by bench/compare-e2e.sh --write-docs) -->\n## W4 e2e-kv and W6 failover\n\nCommand: `bench/compare-e2e.sh %s`. The load generators share the 2 cores with the servers\n(3 keel nodes, 3 etcd members or one Redis, plus the client), so every figure is lower than on\nseparate machines and the ratios are what to read.\n\n```\n%s\n```\n<!-- e2e:end -->' "$args_given" "$out")
-  python3 - "$doc" "$section" <<'PY'
-import re, sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-pat = re.compile(r'<!-- e2e:begin.*?<!-- e2e:end -->', re.S)
-text = pat.sub(lambda m: section, text) if pat.search(text) else text.rstrip('\n') + '\n\n' + section + '\n'
-open(path, 'w').write(text)
-PY
-  echo "wrote $doc" >&2
+  . scripts/doc-section.sh
+  keel_write_doc_section docs/benchmarks.md e2e "$(printf '## W4 e2e-kv and W6 failover\n\nCommand: `bench/compare-e2e.sh %s`. The load generators share the 2 cores with the servers\n(3 keel nodes, 3 etcd members or one Redis, plus the client), so every figure is lower than on\nseparate machines and the ratios are what to read.\n\n```\n%s\n```' "$args_given" "$out")"
+  echo "wrote docs/benchmarks.md" >&2
 fi
