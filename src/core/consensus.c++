@@ -420,6 +420,11 @@ void Consensus::Impl::handleVoteRequest(const Message& m) {
   // §5.2: at most one vote per term, first come first served; a repeated request from the
   // candidate we voted for is granted again. A pre-vote for a later term commits to nothing.
   bool canVote = vote_ == m.from || (!vote_ && !leader_) || (pre && m.term > term_);
+  // A node without any membership is a new machine (or one whose disk was wiped) waiting to be
+  // added: it remembers no vote it may have cast before, so it votes only once a leader has
+  // given it a configuration, and with it the current term. Otherwise a wiped node re-added
+  // under its old id could elect a stale candidate (found by the nemesis tests).
+  if (membership_.voters.empty()) canVote = false;
   bool upToDate = log_.isUpToDate(m.index, m.logTerm);  // §5.4.1
   KEEL_FAULT_IF(Fault::GrantAnyVote, { canVote = upToDate = true; });
   MessageType rt = pre ? MessageType::PreVoteResponse : MessageType::VoteResponse;

@@ -277,5 +277,46 @@ TEST(Consensus, SendableLetsALeaderReplicateWhileItsOwnWriteIsInFlight) {
   EXPECT_EQ(dataOf(c.node(1).applied), (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(Consensus, ANodeWithoutMembershipGrantsNoVote) {
+  // Node 1 of a 3-node cluster lost its disk and restarts empty: a stale candidate must not
+  // win its vote (it may have voted in that term before the wipe).
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "x");
+  c.pump();
+  c.wipe(1);
+  c.isolate(2);  // 3 can only win with 1's vote
+  for (MessageType t : {MessageType::PreVote, MessageType::Vote}) {
+    Message m;
+    m.type = t;
+    m.from = NodeId{3};
+    m.to = NodeId{1};
+    m.term = Term{5};
+    m.index = Index{2};
+    m.logTerm = Term{1};
+    c.deliver(m);
+  }
+  c.pump();
+  EXPECT_EQ(c[1].vote(), kNoNode);
+  c.tick(3, 50);
+  c.pump();
+  EXPECT_NE(c[3].role(), Role::Leader);
+  // Once a leader has given it a configuration it votes again. The initial configuration is
+  // in no log entry, so the appends alone do not carry one: a membership change (the
+  // operator's remove and re-add of a wiped node, or any other) does.
+  c.heal();
+  NodeId l = c.electByTimeout();
+  ASSERT_TRUE(l);
+  c.pump();
+  EXPECT_TRUE(c[1].membership().voters.empty());
+  MembershipChange add{MembershipChange::Kind::AddLearner, NodeId{9}};
+  ASSERT_TRUE(c[l.value].proposeMembership(std::span(&add, 1)).ok());
+  for (int i = 0; i < 3; ++i) {
+    c.tickAll();
+    c.pump();
+  }
+  EXPECT_FALSE(c[1].membership().voters.empty());
+}
+
 }  // namespace
 }  // namespace keel::testing
