@@ -145,8 +145,10 @@ struct Client::Impl {
                                             std::shared_ptr<uint32_t> calls = nullptr) {
     auto now = timer->now();
     if (now >= deadline) {
-      return sent ? fail<std::string>(ClientError::UnknownOutcome, "deadline passed; the write may have applied")
-                  : fail<std::string>(ClientError::Timeout, "deadline passed");
+      // A session write retried as idempotent may have applied through any copy that went out.
+      bool mayHaveApplied = sent || (calls && *calls > 0);
+      return mayHaveApplied ? fail<std::string>(ClientError::UnknownOutcome, "deadline passed; the write may have applied")
+                            : fail<std::string>(ClientError::Timeout, "deadline passed");
     }
     uint32_t remaining = uint32_t((deadline - now) / kj::MILLISECONDS);
     if (remaining == 0) remaining = 1;
