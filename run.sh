@@ -37,7 +37,8 @@ stop() {
 trap stop INT TERM
 for i in 1 2 3; do
   "$build/apps/keel-server" --id "$i" --data-dir "$data/n$i" --listen "127.0.0.1:$((base + i))" \
-    --peers "$peers" --http "127.0.0.1:$((base + 100 + i))" --quiet true \
+    --peers "$peers" --http "127.0.0.1:$((base + 100 + i))" --redis-listen "127.0.0.1:$((base + 200 + i))" \
+    --quiet true \
     >>"$data/n$i.log" 2>&1 &
   pids+=($!)
 done
@@ -61,6 +62,7 @@ cat <<MSG
 
   metrics: http://127.0.0.1:$((base + 101))/metrics  (nodes 2, 3: ports $((base + 102)), $((base + 103)))
   status:  http://127.0.0.1:$((base + 101))/status
+  redis:   redis-cli -p $((base + 201)) set greeting hello   (any node: ports $((base + 201))-$((base + 203)))
 
 Press Ctrl-C to stop the cluster.
 MSG
