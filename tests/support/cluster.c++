@@ -51,16 +51,14 @@ void InvariantChecker::observe(const std::vector<View>& nodes) {
     std::vector<Term> terms;
     for (Index i = log.firstIndex(); i <= log.lastIndex(); i = i.next()) terms.push_back(log.term(i));
     auto& prev = leaderLogs_[id];
+    // prev[k] is the term of entry k+1 as last seen; entries compacted since are not compared.
+    size_t compacted = log.firstIndex().value - 1;
     if (leaderTerm_[id] == term && !prev.empty()) {
-      size_t offset = log.firstIndex().value;
-      // prev was recorded with the same first index unless the log was compacted since.
-      (void)offset;
-      if (terms.size() + (log.firstIndex().value - 1) < prev.size())
-        fail("leader " + toString(v.id) + " lost entries of its log");
-      for (size_t k = log.firstIndex().value - 1; k < prev.size(); ++k)
-        if (terms[k - (log.firstIndex().value - 1)] != prev[k]) fail("leader " + toString(v.id) + " overwrote an entry");
+      if (terms.size() + compacted < prev.size()) fail("leader " + toString(v.id) + " lost entries of its log");
+      for (size_t k = compacted; k < prev.size(); ++k)
+        if (terms[k - compacted] != prev[k]) fail("leader " + toString(v.id) + " overwrote an entry");
     }
-    prev.assign(log.firstIndex().value - 1, Term{});
+    prev.assign(compacted, Term{});
     prev.insert(prev.end(), terms.begin(), terms.end());
     leaderTerm_[id] = term;
     // Leader Completeness (§5.4): "if a log entry is committed in a given term, then that entry
