@@ -7,6 +7,8 @@
 
 #include <capnp/rpc-twoparty.h>
 
+#include "buffered-stream.h"
+
 #include <functional>
 #include <map>
 #include <random>
@@ -107,7 +109,7 @@ struct Client::Impl {
         .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
         .then([this, address](kj::Own<kj::AsyncIoStream> stream) {
           auto c = kj::heap<Conn>();
-          c->stream = kj::mv(stream);
+          c->stream = net::buffered(kj::mv(stream));
           c->rpc = kj::heap<capnp::TwoPartyClient>(*c->stream);
           c->cap = c->rpc->bootstrap().castAs<wire::Node>();
           auto cap = c->cap;

@@ -17,6 +17,7 @@
 #include <keel/log.h>
 #include <keel/state-machine.h>
 
+#include "buffered-stream.h"
 #include "options.h"
 #include "wire.h"
 
@@ -220,7 +221,7 @@ struct Node::Accepted {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
   Accepted(kj::Own<kj::AsyncIoStream> s, capnp::ReaderOptions ro, capnp::Capability::Client bootstrap,
            size_t flowLimit)
-      : stream(kj::mv(s)),
+      : stream(net::buffered(kj::mv(s))),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, ro),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
     rpc.setFlowLimit(flowLimit);

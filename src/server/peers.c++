@@ -50,7 +50,7 @@ void Node::connect(Peer& p) {
                  .then(
                      [this, &p, gen](kj::Own<kj::AsyncIoStream> stream) {
                        if (gen != p.generation || stopping_) return;
-                       p.stream = kj::mv(stream);
+                       p.stream = net::buffered(kj::mv(stream));
                        p.network = kj::heap<capnp::TwoPartyVatNetwork>(
                            *p.stream, capnp::rpc::twoparty::Side::CLIENT, readerOptions());
                        p.rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
