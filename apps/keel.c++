@@ -38,9 +38,10 @@ commands:
   members remove ID             remove node ID
   transfer-leader [ID]          hand leadership to ID (default: the most up-to-date follower)
   snapshot [ADDR]               snapshot and compact the log of the node at ADDR (default: all)
-  bench [--clients N] [--count N | --duration S] [--value-size B] [--reads]
+  bench [--clients N] [--count N | --duration S] [--value-size B] [--reads] [--connections M]
                                 sequential writes (or linearizable reads) of distinct keys by N
-                                concurrent clients; a live progress line and a summary
+                                concurrent clients sharing M connections (default: N); a live
+                                progress line and a summary
 
 The cluster comes from --cluster, else $KEEL_CLUSTER, else the local cluster of ./run.sh
 (127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103).
@@ -109,7 +110,7 @@ double percentile(std::vector<double>& v, double p) {
 }
 
 int bench(const Args& a, std::vector<std::string> args) {
-  uint32_t clients = 16, valueSize = 16;
+  uint32_t clients = 16, valueSize = 16, connections = 0;
   uint64_t count = 0;
   double duration = 10;
   bool reads = false;
@@ -119,13 +120,17 @@ int bench(const Args& a, std::vector<std::string> args) {
     else if (args[i] == "--count") count = std::strtoull(val().c_str(), nullptr, 10);
     else if (args[i] == "--duration") duration = std::atof(val().c_str());
     else if (args[i] == "--value-size") valueSize = uint32_t(std::atoi(val().c_str()));
+    else if (args[i] == "--connections") connections = uint32_t(std::atoi(val().c_str()));
     else if (args[i] == "--reads") reads = true;
     else return usage("bench: unknown option " + args[i]);
   }
   if (clients == 0 || (count == 0 && duration <= 0)) return usage("bench: bad --clients, --count or --duration");
+  // Each keel::Client is one connection and one session, and carries any number of concurrent
+  // operations: --connections N spreads the clients over N of them (default: one each).
+  if (connections == 0 || connections > clients) connections = clients;
   auto io = kj::setupAsyncIo();
   std::vector<std::unique_ptr<keel::Client>> cs;
-  for (uint32_t i = 0; i < clients; ++i) {
+  for (uint32_t i = 0; i < connections; ++i) {
     keel::Client::Options o;
     o.addresses = a.addresses;
     o.timeoutMs = a.timeoutMs;
@@ -162,7 +167,7 @@ int bench(const Args& a, std::vector<std::string> args) {
   };
   kj::Vector<kj::Promise<void>> ps;
   for (uint32_t i = 0; i < clients; ++i) {
-    ps.add(Worker::run(*cs[i], i, 0, value, reads, count, end, started, done, failed, lat));
+    ps.add(Worker::run(*cs[i % connections], i, 0, value, reads, count, end, started, done, failed, lat));
   }
   auto all = kj::joinPromises(ps.releaseAsArray());
   auto& timer = io.provider->getTimer();
