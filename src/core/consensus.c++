@@ -131,6 +131,12 @@ class Consensus::Impl {
   std::vector<PendingRead> readsWaitingForCommit_;  // reads before the leader's first commit
   uint64_t readRound_ = 0;         // last round started
   uint64_t readRoundSent_ = 0;     // last round broadcast
+  uint64_t readRoundAcked_ = 0;    // last round a quorum confirmed
+  // A new round goes out once the last one sent is confirmed: one round in flight, so that
+  // under load each round carries every read asked for while the previous one travelled.
+  // (The heartbeat tick sends the newest round regardless, so a lost round delays, never
+  // stalls, the reads behind it.)
+  bool readRoundDue() const { return readRound_ != readRoundSent_ && readRoundAcked_ >= readRoundSent_; }
   std::vector<ReadState> readStates_[2];
 
   Outbox now_[2];      // messages that need nothing persisted first
@@ -259,7 +265,7 @@ void Consensus::Impl::becomeLeader() {
   heartbeatElapsed_ = 0;
   abortTransfer();
   uncommittedBytes_ = 0;
-  readRound_ = readRoundSent_ = 0;
+  readRound_ = readRoundSent_ = readRoundAcked_ = 0;
   Index next = log_.lastIndex().next();
   for (Peer& p : peers_) {
     p.match = Index{};
@@ -853,6 +859,7 @@ void Consensus::Impl::releaseReads() {
   uint64_t acked = Quorum::committed(peers_, membership_.joint(), [&](const Peer& p) {
     return p.id == cfg_.id ? readRound_ : p.readAck;
   });
+  readRoundAcked_ = std::max(readRoundAcked_, acked);
   while (readsHead_ < reads_.size() && reads_[readsHead_].round <= acked) {
     const PendingRead& r = reads_[readsHead_++];
     answerRead(r.from, r.context, r.index);
@@ -943,7 +950,7 @@ void Consensus::Impl::applyMembership(const Membership& m) {
 bool Consensus::Impl::hasReady() const {
   if (readyOutstanding_) return false;
   if (log_.hasUnstable() || log_.committed > applied_ || broadcastPending_ || now_[cur_].size() > nowSent_ ||
-      after_[cur_].size() || !readStates_[cur_].empty() || readRound_ != readRoundSent_)
+      after_[cur_].size() || !readStates_[cur_].empty() || readRoundDue())
     return true;
   return HardState{term_, vote_, log_.committed} != prevHardState_;
 }
@@ -951,7 +958,7 @@ bool Consensus::Impl::hasReady() const {
 void Consensus::Impl::flushBatchedMessages() {
   if (role_ == Role::Leader) {
     if (broadcastPending_) broadcastAppend();  // one Append per follower for the whole batch
-    if (readRound_ != readRoundSent_) {
+    if (readRoundDue()) {
       broadcastHeartbeat(readRound_);
       readRoundSent_ = readRound_;
     }
@@ -969,7 +976,7 @@ std::span<const Message> Consensus::Impl::sendable() {
 
 const Ready& Consensus::Impl::ready() {
   if (readyOutstanding_) throw std::logic_error("keel::Consensus::ready: the previous Ready was not advanced");
-  if (broadcastPending_ || readRound_ != readRoundSent_) flushBatchedMessages();
+  if (broadcastPending_ || readRoundDue()) flushBatchedMessages();
   ready_.hardState.reset();
   log_.handOff();
   if (role_ == Role::Leader && peers_.size() == 1) {
