@@ -319,6 +319,7 @@ kj::Promise<void> Node::tickLoop() {
       unsafeTestLazySync();
     }
     core_->tick();
+    expireRequests();
     kick();
     return tickLoop();
   });
@@ -336,13 +337,24 @@ void Node::unsafeTestLazySync() {
 
 // ---- Client operations ----
 
-kj::Promise<Node::ProposeOutcome> Node::withTimeout(kj::Promise<ProposeOutcome> p, uint32_t timeoutMs) {
-  if (timeoutMs == 0) timeoutMs = options_.requestTimeoutMs;
-  return p.exclusiveJoin(timer_.afterDelay(timeoutMs * kj::MILLISECONDS).then([]() {
-    ProposeOutcome out;
-    out.status = wire::Status::TIMEOUT;
-    return out;
-  }));
+kj::TimePoint Node::deadline(uint32_t timeoutMs) const {
+  return timer_.now() + (timeoutMs ? timeoutMs : options_.requestTimeoutMs) * kj::MILLISECONDS;
+}
+
+void Node::expireRequests() {
+  kj::TimePoint now = timer_.now();
+  auto expire = [now](auto& waiting) {
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (it->second.deadline <= now) {
+        it->second.fulfiller->fulfill(ProposeOutcome{wire::Status::TIMEOUT, "", NodeId{}});
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  expire(waiters_);
+  expire(reads_);
 }
 
 kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uint32_t timeoutMs) {
@@ -354,13 +366,9 @@ kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uin
   if (!r.ok()) return ProposeOutcome{toWire(r.refusal), "", r.leader};
   ++proposals_;
   auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
-  waiters_[r.index.value] = Waiter{r.index, r.term, kj::mv(paf.fulfiller)};
+  waiters_[r.index.value] = Waiter{r.index, r.term, deadline(timeoutMs), kj::mv(paf.fulfiller)};
   kick();
-  uint64_t index = r.index.value;
-  return withTimeout(kj::mv(paf.promise), timeoutMs).then([this, index](ProposeOutcome out) {
-    if (out.status == wire::Status::TIMEOUT) waiters_.erase(index);
-    return out;
-  });
+  return kj::mv(paf.promise);
 }
 
 kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linearizable, uint32_t timeoutMs) {
@@ -379,12 +387,9 @@ kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linear
     return out;
   }
   auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
-  reads_[ctx] = ReadWaiter{kj::mv(q), Index{}, false, kj::mv(paf.fulfiller)};
+  reads_[ctx] = ReadWaiter{kj::mv(q), deadline(timeoutMs), Index{}, false, kj::mv(paf.fulfiller)};
   kick();
-  return withTimeout(kj::mv(paf.promise), timeoutMs).then([this, ctx](ProposeOutcome out) {
-    if (out.status == wire::Status::TIMEOUT) reads_.erase(ctx);
-    return out;
-  });
+  return kj::mv(paf.promise);
 }
 
 kj::Promise<Node::ProposeOutcome> Node::changeMembership(wire::ChangeKind kind, NodeId node,
@@ -404,13 +409,9 @@ kj::Promise<Node::ProposeOutcome> Node::changeMembership(wire::ChangeKind kind, 
   log("membership change proposed at " + toString(r.index) + ": " +
       (c.kind == MembershipChange::Kind::Remove ? "remove n" : "add n") + std::to_string(node.value));
   auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
-  waiters_[r.index.value] = Waiter{r.index, r.term, kj::mv(paf.fulfiller)};
+  waiters_[r.index.value] = Waiter{r.index, r.term, deadline(timeoutMs), kj::mv(paf.fulfiller)};
   kick();
-  uint64_t index = r.index.value;
-  return withTimeout(kj::mv(paf.promise), timeoutMs).then([this, index](ProposeOutcome out) {
-    if (out.status == wire::Status::TIMEOUT) waiters_.erase(index);
-    return out;
-  });
+  return kj::mv(paf.promise);
 }
 
 kj::Promise<Node::ProposeOutcome> Node::transferLeadership(NodeId to, uint32_t timeoutMs) {

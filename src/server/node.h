@@ -90,13 +90,18 @@ class Node final {
 
  private:
   struct Peer;
+  // A request waiting for its entry to apply or its read to be safe. Deadlines are checked on
+  // every tick (expireRequests), not by a timer per request: a request times out within one
+  // tick of its deadline.
   struct Waiter {
     Index index;
     Term term;
+    kj::TimePoint deadline = kj::origin<kj::TimePoint>();
     kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
   };
   struct ReadWaiter {
     kj::Array<kj::byte> query;
+    kj::TimePoint deadline = kj::origin<kj::TimePoint>();
     Index index;  // set once the read is safe
     bool ready = false;
     kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
@@ -111,7 +116,8 @@ class Node final {
   void maybeCompact(bool force);
   kj::Promise<void> tickLoop();
   kj::Promise<void> waitDurable(uint64_t seq);
-  kj::Promise<ProposeOutcome> withTimeout(kj::Promise<ProposeOutcome> p, uint32_t timeoutMs);
+  kj::TimePoint deadline(uint32_t timeoutMs) const;
+  void expireRequests();
   kj::Promise<ProposeOutcome> forward(kj::Array<kj::byte> command, uint32_t timeoutMs);
 
   // ---- Peers (peers.c++) ----
