@@ -58,6 +58,21 @@ struct PeerStatus {
   connected @6 :Bool;
 }
 
+# One call of a batch: a propose or a query, as if sent alone.
+struct Call {
+  timeoutMs @0 :UInt32;
+  union {
+    propose @1 :Data;           # a command
+    query @2 :Data;             # a read-only query
+  }
+  consistency @3 :Consistency;  # for a query
+}
+
+struct CallReply {
+  status @0 :Status;
+  result @1 :Data;
+}
+
 enum ChangeKind {
   addLearner @0;
   addVoter @1;                # also: promote a learner
@@ -84,4 +99,10 @@ interface Keel {
 
   # Takes a snapshot of this node's state machine now and compacts its log.
   snapshot @5 () -> (index :UInt64);
+
+  # Several proposes and queries in one message: the client library sends the calls one
+  # connection makes in one event-loop turn together. Each is handled as if it came alone
+  # (proposes are proposed in order); `replies` are in the order of `calls`, and `redirect`
+  # names the leader as the last one finished. At most 1024 calls.
+  batch @6 (calls :List(Call)) -> (replies :List(CallReply), redirect :Redirect);
 }

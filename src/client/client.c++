@@ -52,16 +52,99 @@ Outcome<T> fail(ClientError e, std::string detail) {
   return o;
 }
 
+// One connection. Its proposes and queries go out in batches (Keel.batch): the calls made in
+// one event-loop turn share one message each way, which is what a node's time per call is
+// mostly spent on. A batch is at most kMaxBatchCalls calls or kMaxBatchBytes of payload.
+struct Conn {
+  static constexpr size_t kMaxBatchCalls = 1024;
+  static constexpr size_t kMaxBatchBytes = 1 << 20;
+
+  struct Call {
+    bool query = false;
+    std::string payload;
+    Read read = Read::Linearizable;
+    uint32_t timeoutMs = 0;
+    kj::Own<kj::PromiseFulfiller<Reply>> fulfiller;
+  };
+  // Calls handed to a batch; whatever is left unanswered when it goes (the connection dropped)
+  // fails as a lost connection, which the caller knows how to handle.
+  struct Calls {
+    std::vector<Call> calls;
+    ~Calls() {
+      for (Call& c : calls)
+        if (c.fulfiller->isWaiting()) c.fulfiller->reject(KJ_EXCEPTION(DISCONNECTED, "connection closed"));
+    }
+  };
+
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  wire::Node::Client cap = nullptr;
+  std::shared_ptr<Calls> pending = std::make_shared<Calls>();
+  size_t pendingBytes = 0;
+  bool flushQueued = false;
+  struct Errors final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } errors;
+  kj::TaskSet batches{errors};  // declared last: destroyed (cancelled) first
+
+  kj::Promise<Reply> call(bool query, std::string payload, Read read, uint32_t timeoutMs) {
+    auto paf = kj::newPromiseAndFulfiller<Reply>();
+    pendingBytes += payload.size();
+    pending->calls.push_back(Call{query, std::move(payload), read, timeoutMs, kj::mv(paf.fulfiller)});
+    if (pending->calls.size() >= kMaxBatchCalls || pendingBytes >= kMaxBatchBytes) {
+      flush();
+    } else if (!flushQueued) {
+      flushQueued = true;
+      batches.add(kj::evalLast([this]() {
+        flushQueued = false;
+        flush();
+      }));
+    }
+    return kj::mv(paf.promise);
+  }
+
+  void flush() {
+    if (pending->calls.empty()) return;
+    std::shared_ptr<Calls> sent = std::move(pending);
+    pending = std::make_shared<Calls>();
+    size_t bytes = pendingBytes;
+    pendingBytes = 0;
+    auto& calls = sent->calls;
+    auto req = cap.batchRequest(capnp::MessageSize{bytes / 8 + calls.size() * 6 + 8, 0});
+    auto out = req.initCalls(uint(calls.size()));
+    for (size_t i = 0; i < calls.size(); ++i) {
+      auto c = out[uint(i)];
+      c.setTimeoutMs(calls[i].timeoutMs);
+      if (calls[i].query) {
+        c.setQuery(bytesOf(calls[i].payload));
+        c.setConsistency(calls[i].read == Read::Stale ? wire::Consistency::STALE : wire::Consistency::LINEARIZABLE);
+      } else {
+        c.setPropose(bytesOf(calls[i].payload));
+      }
+    }
+    batches.add(req.send().then(
+        [sent](capnp::Response<wire::Keel::BatchResults>&& r) {
+          auto replies = r.getReplies();
+          std::string leader = r.getRedirect().getLeaderAddress();
+          auto& calls = sent->calls;
+          if (replies.size() != calls.size()) {
+            for (Call& c : calls) c.fulfiller->reject(KJ_EXCEPTION(FAILED, "a batch answered with the wrong number of replies"));
+            return;
+          }
+          for (size_t i = 0; i < calls.size(); ++i) {
+            calls[i].fulfiller->fulfill(Reply{replies[uint(i)].getStatus(), strOf(replies[uint(i)].getResult()), leader});
+          }
+        },
+        [sent](kj::Exception&& e) {
+          for (Call& c : sent->calls) c.fulfiller->reject(kj::cp(e));
+        }));
+  }
+};
+
 }  // namespace
 
 struct Client::Impl {
-  using Sender = std::function<kj::Promise<Reply>(wire::Node::Client& node, uint32_t remainingMs)>;
-
-  struct Conn {
-    kj::Own<kj::AsyncIoStream> stream;
-    kj::Own<capnp::TwoPartyClient> rpc;
-    wire::Node::Client cap = nullptr;
-  };
+  using Sender = std::function<kj::Promise<Reply>(Conn& conn, uint32_t remainingMs)>;
 
   Options options;
   std::optional<kj::AsyncIoContext> ownIo;
@@ -98,8 +181,13 @@ struct Client::Impl {
   }
 
   kj::Promise<wire::Node::Client> connect(const std::string& address) {
+    return connectConn(address).then([](Conn* c) { return c->cap; });
+  }
+
+  // The connection lives until drop(address); use the pointer at once, in the continuation.
+  kj::Promise<Conn*> connectConn(const std::string& address) {
     auto it = conns.find(address);
-    if (it != conns.end()) return it->second->cap;
+    if (it != conns.end()) return it->second.get();
     size_t colon = address.rfind(':');
     if (colon == std::string::npos) return KJ_EXCEPTION(FAILED, "bad address", address.c_str());
     std::string host = address.substr(0, colon);
@@ -112,9 +200,9 @@ struct Client::Impl {
           c->stream = net::buffered(kj::mv(stream));
           c->rpc = kj::heap<capnp::TwoPartyClient>(*c->stream);
           c->cap = c->rpc->bootstrap().castAs<wire::Node>();
-          auto cap = c->cap;
+          Conn* raw = c.get();
           conns[address] = kj::mv(c);
-          return cap;
+          return raw;
         });
   }
 
@@ -162,10 +250,10 @@ struct Client::Impl {
         return request(send, idempotent, deadline, attempt + 1, sentNow, calls);
       });
     };
-    return connect(address)
-        .then([send, remaining, calls](wire::Node::Client cap) mutable {
+    return connectConn(address)
+        .then([send, remaining, calls](Conn* conn) mutable {
           if (calls) ++*calls;
-          return send(cap, remaining);
+          return send(*conn, remaining);
         })
         .then(
             [this, address, idempotent, sent, retry](Reply r) mutable -> kj::Promise<Outcome<std::string>> {
@@ -224,27 +312,13 @@ struct Client::Impl {
   kj::TimePoint deadline() { return timer->now() + options.timeoutMs * kj::MILLISECONDS; }
 
   static Sender proposer(std::string command) {
-    return [command = std::move(command)](wire::Node::Client& node, uint32_t ms) {
-      // Sized: the default first segment is 1024 words, zero-filled, per call.
-      auto req = node.proposeRequest(capnp::MessageSize{command.size() / 8 + 8, 0});
-      req.setCommand(bytesOf(command));
-      req.setTimeoutMs(ms);
-      return req.send().then([](capnp::Response<wire::Keel::ProposeResults>&& r) {
-        return Reply{r.getStatus(), strOf(r.getResult()), r.getRedirect().getLeaderAddress()};
-      });
+    return [command = std::move(command)](Conn& conn, uint32_t ms) {
+      return conn.call(false, command, Read::Linearizable, ms);
     };
   }
 
   static Sender querier(std::string query, Read read) {
-    return [query = std::move(query), read](wire::Node::Client& node, uint32_t ms) {
-      auto req = node.queryRequest(capnp::MessageSize{query.size() / 8 + 8, 0});
-      req.setQuery(bytesOf(query));
-      req.setTimeoutMs(ms);
-      req.setConsistency(read == Read::Stale ? wire::Consistency::STALE : wire::Consistency::LINEARIZABLE);
-      return req.send().then([](capnp::Response<wire::Keel::QueryResults>&& r) {
-        return Reply{r.getStatus(), strOf(r.getResult()), r.getRedirect().getLeaderAddress()};
-      });
-    };
+    return [query = std::move(query), read](Conn& conn, uint32_t ms) { return conn.call(true, query, read, ms); };
   }
 
   kj::Promise<Outcome<uint64_t>> session() {
@@ -455,8 +529,8 @@ Outcome<bool> Client::changeMembership(Change change, uint64_t node, std::string
   auto kind = change == Change::AddLearner ? wire::ChangeKind::ADD_LEARNER
               : change == Change::AddVoter ? wire::ChangeKind::ADD_VOTER
                                            : wire::ChangeKind::REMOVE;
-  Impl::Sender send = [kind, node, address](wire::Node::Client& cap, uint32_t ms) {
-    auto req = cap.changeMembershipRequest();
+  Impl::Sender send = [kind, node, address](Conn& conn, uint32_t ms) {
+    auto req = conn.cap.changeMembershipRequest();
     req.setKind(kind);
     req.setNode(node);
     req.setAddress(address);
@@ -474,8 +548,8 @@ Outcome<bool> Client::changeMembership(Change change, uint64_t node, std::string
 
 Outcome<uint64_t> Client::transferLeadership(uint64_t to) {
   uint64_t leaderId = 0;
-  Impl::Sender send = [to, &leaderId](wire::Node::Client& cap, uint32_t ms) {
-    auto req = cap.transferLeadershipRequest();
+  Impl::Sender send = [to, &leaderId](Conn& conn, uint32_t ms) {
+    auto req = conn.cap.transferLeadershipRequest();
     req.setTo(to);
     req.setTimeoutMs(ms);
     return req.send().then([&leaderId](capnp::Response<wire::Keel::TransferLeadershipResults>&& r) {

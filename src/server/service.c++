@@ -18,6 +18,8 @@ void fill(Node& node, wire::Redirect::Builder r, NodeId leader) {
 // per reply.
 capnp::MessageSize replySize(size_t resultBytes) { return {resultBytes / 8 + 24, 0}; }
 
+constexpr size_t kMaxBatchCalls = 1024;  // schema/client.capnp, Keel.batch
+
 }  // namespace
 
 // Receives a streamed snapshot; hands it to the node when complete.
@@ -105,6 +107,35 @@ class Service final : public wire::Node::Server {
       r.setResult(bytesOf(out.result));
       // On success too, so that a client talking to a follower learns where the leader is.
       fill(node_, r.initRedirect(), out.leader ? out.leader : node_.leader());
+    });
+  }
+
+  kj::Promise<void> batch(BatchContext context) override {
+    auto calls = context.getParams().getCalls();
+    KJ_REQUIRE(calls.size() <= kMaxBatchCalls, "a batch of more than 1024 calls", calls.size());
+    auto outcomes = kj::heapArrayBuilder<kj::Promise<Node::ProposeOutcome>>(calls.size());
+    for (auto c : calls) {
+      switch (c.which()) {
+        case wire::Call::PROPOSE:
+          outcomes.add(node_.propose(kj::heapArray<kj::byte>(c.getPropose()), c.getTimeoutMs()));
+          break;
+        case wire::Call::QUERY:
+          outcomes.add(node_.query(kj::heapArray<kj::byte>(c.getQuery()),
+                                   c.getConsistency() == wire::Consistency::LINEARIZABLE, c.getTimeoutMs()));
+          break;
+      }
+    }
+    context.releaseParams();
+    return kj::joinPromises(outcomes.finish()).then([this, context](kj::Array<Node::ProposeOutcome> outs) mutable {
+      size_t words = 24;
+      for (auto& o : outs) words += o.result.size() / 8 + 3;
+      auto r = context.initResults(capnp::MessageSize{words, 0});
+      auto replies = r.initReplies(uint(outs.size()));
+      for (size_t i = 0; i < outs.size(); ++i) {
+        replies[uint(i)].setStatus(outs[i].status);
+        replies[uint(i)].setResult(bytesOf(outs[i].result));
+      }
+      fill(node_, r.initRedirect(), node_.leader());
     });
   }
 

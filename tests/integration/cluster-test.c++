@@ -51,6 +51,24 @@ TEST(Cluster, WritesAndReadsThroughAnyNode) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+// Concurrent calls on one client share batches (Keel.batch); each still gets its own answer.
+TEST(Cluster, ConcurrentCallsOnOneConnectionEachGetTheirOwnAnswer) {
+  ProcessCluster cluster(3);
+  Client c(cluster.clientOptions());
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  constexpr int kOps = 600;
+  kj::Vector<kj::Promise<Outcome<bool>>> puts;
+  for (int i = 0; i < kOps; ++i) puts.add(c.putAsync("k" + std::to_string(i), "v" + std::to_string(i)));
+  auto putDone = kj::joinPromises(puts.releaseAsArray()).wait(c.waitScope());
+  for (int i = 0; i < kOps; ++i) ASSERT_TRUE(putDone[i].ok()) << i << ": " << putDone[i].detail;
+  kj::Vector<kj::Promise<Outcome<std::string>>> gets;
+  for (int i = 0; i < kOps; ++i) gets.add(c.getAsync("k" + std::to_string(i)));
+  gets.add(c.getAsync("absent"));
+  auto got = kj::joinPromises(gets.releaseAsArray()).wait(c.waitScope());
+  for (int i = 0; i < kOps; ++i) EXPECT_EQ(got[i].value, "v" + std::to_string(i)) << got[i].detail;
+  EXPECT_EQ(got[kOps].error, ClientError::NotFound);
+}
+
 TEST(Cluster, KillingTheLeaderLosesNoAcknowledgedWriteAndTheNodeCatchesUp) {
   ProcessCluster cluster(3);
   Client c(cluster.clientOptions(3000));
@@ -162,6 +180,26 @@ TEST(Cluster, RefusesForeignPeersMalformedAndOversizedRequests) {
         kv::Reply r;
         ASSERT_TRUE(kv::decodeReply(kv::Op::Put, std::string_view(reinterpret_cast<const char*>(resp.getResult().begin()), resp.getResult().size()), r));
         EXPECT_EQ(r.status, kv::Status::BadRequest);
+      }
+      // A batch: replies in the order of the calls, each as if sent alone; too many calls is
+      // an error for that call only.
+      {
+        auto b = node.batchRequest();
+        auto calls = b.initCalls(3);
+        calls[0].setPropose(kj::StringPtr("\x42garbage").asBytes());
+        calls[1].setQuery(kj::StringPtr("\x43garbage").asBytes());
+        calls[1].setConsistency(wire::Consistency::LINEARIZABLE);
+        calls[2].setQuery(kj::StringPtr("x").asBytes());
+        calls[2].setConsistency(wire::Consistency::STALE);
+        auto r = b.send().wait(aio.waitScope);
+        ASSERT_EQ(r.getReplies().size(), 3u);
+        EXPECT_NE(r.getRedirect().getLeader(), 0u);
+        auto tooMany = node.batchRequest();
+        tooMany.initCalls(1025);
+        EXPECT_ANY_THROW(tooMany.send().wait(aio.waitScope));
+        auto again = node.batchRequest();
+        again.initCalls(1)[0].setQuery(kj::StringPtr("x").asBytes());
+        EXPECT_EQ(again.send().wait(aio.waitScope).getReplies().size(), 1u);
       }
       // An oversized message: the server refuses to read it and drops the connection.
       auto big = node.proposeRequest();
