@@ -112,7 +112,9 @@ measure_keel() {  # op clients
   n=$(ops_for "$c")
   local extra=""
   [ "$op" = read ] && extra="--reads"
-  "$keel" --cluster "$cluster" --json bench --clients "$c" --count "$n" --value-size 16 $extra 2>/dev/null |
+  # C clients over min(C, 4) connections, as etcd's load generator (peers/etcd-kv/load.go)
+  # spreads its C clients over 4 clientv3 connections.
+  "$keel" --cluster "$cluster" --json bench --clients "$c" --connections 4 --count "$n" --value-size 16 $extra 2>/dev/null |
     python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p50_us"]/1000, d["p99_us"]/1000))'
 }
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
@@ -224,7 +226,7 @@ report() {
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores shared by the servers and the load generators"
   echo "# keel: 3 nodes, Release, SegmentedLog with fsync, tick ${tick_ms} ms, election timeout $((tick_ms * election_ticks))-$((2 * tick_ms * election_ticks)) ms"
   echo "# ops per run: max($min_ops, $per_client x C); values 16 B; distinct keys; medians of $reps run(s)"
-  echo "# keel: \`keel bench\` (its client library, one session per client); keel-resp: redis-benchmark on the leader's RESP port"
+  echo "# keel: \`keel bench\` (its client library: C clients on min(C, 4) connections, one session per connection, as etcd's load.go uses 4 connections); keel-resp: redis-benchmark on the leader's RESP port"
   echo "# etcd: peers/etcd-kv/run.sh (writes only); redis: peers/redis/run.sh (one node, appendfsync always)"
   echo
   printf '| %-5s | %4s | %-9s | %9s | %8s | %8s |\n' op C system ops/s p50_ms p99_ms
