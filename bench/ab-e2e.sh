@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A/B of two revisions of keel-server + keel on W4 (shared/bench/WORKLOADS.md): what one change
+# gained. Builds both revisions (Release, in build/ab-<commit>), then alternates them: each run
+# starts a fresh 3-node durable cluster on 127.0.0.1, runs `keel bench` (writes, then
+# linearizable reads) and stops it. Prints the median ops/s and p99 of each side and the ratio
+# of the medians.
+#
+#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R]
+#
+# NEW defaults to the working tree's HEAD. Both sides are loaded by their own `keel`, so a
+# change to the client library counts; pass --connections the same for both (an old `keel`
+# without --connections needs --connections 0). Ports 29100-29130.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5
+pos=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --clients) clients=$2; shift 2 ;;
+    --connections) conns=$2; shift 2 ;;
+    --ops) ops=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    -*) sed -n '2,13p' "$0" >&2; exit 2 ;;
+    *) pos+=("$1"); shift ;;
+  esac
+done
+[ ${#pos[@]} -ge 1 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+base=${pos[0]}
+[ ${#pos[@]} -ge 2 ] && new=${pos[1]}
+. scripts/deps.sh
+keel_install_deps
+
+build_rev() {  # rev -> prints the build directory
+  local rev c dir wt
+  rev=$(git rev-parse --verify "$1^{commit}")
+  c=${rev:0:10}
+  dir=$root/build/ab-$c
+  if [ ! -x "$dir/apps/keel-server" ] || [ ! -x "$dir/apps/keel" ]; then
+    wt=$(mktemp -d /tmp/keel-ab.XXXXXX)
+    git worktree add --detach "$wt" "$rev" >/dev/null 2>&1
+    cmake -S "$wt" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_BENCH=OFF -DKEEL_FAULTS=OFF >/dev/null
+    ninja -C "$dir" -j "${KEEL_JOBS:-2}" keel-server keel >&2
+    git worktree remove --force "$wt"
+  fi
+  echo "$dir"
+}
+echo "==== building $base and $new" >&2
+bdir_a=$(build_rev "$base")
+bdir_b=$(build_rev "$new")
+
+work=$(mktemp -d /tmp/keel-ab-run.XXXXXX)
+pids=()
+stop() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+trap 'stop; rm -rf "$work"' EXIT
+port=29100
+peers="1=127.0.0.1:$((port + 1)),2=127.0.0.1:$((port + 2)),3=127.0.0.1:$((port + 3))"
+cluster="127.0.0.1:$((port + 1)),127.0.0.1:$((port + 2)),127.0.0.1:$((port + 3))"
+
+run_once() {  # build op -> "ops p99_ms"
+  local b=$1 op=$2 i extra="" connflag=()
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  for i in 1 2 3; do
+    "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
+      --peers "$peers" --tick-ms 50 --election-ticks 10 --quiet true >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  # Ready once a write succeeds.
+  for _ in $(seq 100); do
+    "$b/apps/keel" --cluster "$cluster" put ab-ready 1 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  [ "$op" = read ] && extra=--reads
+  [ "$conns" != 0 ] && connflag=(--connections "$conns")
+  if [ "$op" = read ]; then  # the keys the reads ask for exist
+    "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
+      --value-size 16 >/dev/null 2>&1 || true
+  fi
+  "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
+    --value-size 16 $extra 2>/dev/null |
+    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000))'
+  stop
+}
+
+for op in write read; do
+  a=() b=()
+  for r in $(seq "$reps"); do
+    if [ $((r % 2)) = 1 ]; then
+      a+=("$(run_once "$bdir_a" "$op")"); b+=("$(run_once "$bdir_b" "$op")")
+    else
+      b+=("$(run_once "$bdir_b" "$op")"); a+=("$(run_once "$bdir_a" "$op")")
+    fi
+  done
+  python3 - "$op" "$clients" "$base" "$new" "$reps" <<EOF
+import statistics, sys
+op, c, base, new, reps = sys.argv[1:]
+a = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${a[@]}")""".split("\n") if l.strip()]
+b = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${b[@]}")""".split("\n") if l.strip()]
+ma, mb = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
+pa, pb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
+print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f reps=%s"
+      % (op, c, base, new, ma, mb, mb / ma, pa, pb, reps))
+EOF
+done
