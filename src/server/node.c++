@@ -320,6 +320,7 @@ kj::Promise<void> Node::tickLoop() {
     }
     core_->tick();
     expireRequests();
+    checkPeers();
     kick();
     return tickLoop();
   });

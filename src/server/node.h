@@ -126,6 +126,9 @@ class Node final {
   void flush(Peer& p);
   void connect(Peer& p);
   void disconnected(Peer& p, const kj::Exception& e);
+  // Drops connections whose calls went unanswered too long (peerTimeoutMs): see peers.c++.
+  void checkPeers();
+  uint64_t peerTimeoutMs() const;
   void sendSnapshot(Peer& p, const Message& m);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);
   kj::Promise<void> serveHttp();
@@ -201,6 +204,7 @@ struct Node::Peer {
   kj::Maybe<wire::Node::Client> cap;
   std::deque<Message> queue;
   uint32_t inflight = 0;
+  kj::TimePoint lastAnswer = kj::origin<kj::TimePoint>();  // last reply, or the first call after none in flight
   uint32_t backoffMs = 0;
   uint64_t generation = 0;
   bool flushScheduled = false;

@@ -44,9 +44,15 @@ void Node::connect(Peer& p) {
   }
   p.state = Peer::State::Connecting;
   uint64_t gen = ++p.generation;
+  // A peer behind a partition that drops packets never answers the SYN: give up after the
+  // peer timeout and try again (the kernel's own retries back off to minutes).
+  auto timeout = timer_.afterDelay(peerTimeoutMs() * kj::MILLISECONDS).then([]() -> kj::Own<kj::AsyncIoStream> {
+    kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "connect timed out"));
+  });
   tasks_->add(io_.provider->getNetwork()
                  .parseAddress(host, port)
                  .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+                 .exclusiveJoin(kj::mv(timeout))
                  .then(
                      [this, &p, gen](kj::Own<kj::AsyncIoStream> stream) {
                        if (gen != p.generation || stopping_) return;
@@ -96,6 +102,27 @@ void Node::disconnected(Peer& p, const kj::Exception& e) {
   }));
 }
 
+uint64_t Node::peerTimeoutMs() const {
+  // Two of the longest election timeouts (2 x electionTicks ticks), at least a second.
+  return std::max<uint64_t>(1000, 4ull * options_.electionTicks * options_.tickMs);
+}
+
+// A peer answers every deliver call as soon as it has stepped the messages (not after its
+// fsync), so calls unanswered for the peer timeout mean a dead path: a partition that drops
+// packets (TCP retransmits with a backoff that reaches minutes) or a paused process. A new
+// connection finds out at once whether the path works again.
+void Node::checkPeers() {
+  kj::TimePoint now = timer_.now();
+  for (auto& [id, pp] : peers_) {
+    Peer& p = *pp;
+    if (p.state != Peer::State::Connected || p.inflight == 0) continue;
+    if (now - p.lastAnswer > peerTimeoutMs() * kj::MILLISECONDS) {
+      disconnected(p, kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                                    kj::str("no answer for ", peerTimeoutMs(), " ms")));
+    }
+  }
+}
+
 void Node::send(const Message& m) {
   if (m.to == core_->id()) return;
   Peer& p = peer(m.to);
@@ -139,13 +166,14 @@ void Node::flush(Peer& p) {
       auto list = req.initMessages(n);
       for (size_t i = 0; i < n; ++i) toWire(p.queue[i], list[i]);
       p.queue.erase(p.queue.begin(), p.queue.begin() + n);
-      ++p.inflight;
+      if (p.inflight++ == 0) p.lastAnswer = timer_.now();
       p.sent += n;
       uint64_t gen = p.generation;
       tasks_->add(req.send().then(
           [this, &p, gen](capnp::Response<wire::Peer::DeliverResults>&& resp) {
             if (gen != p.generation) return;
             --p.inflight;
+            p.lastAnswer = timer_.now();
             if (resp.getRefusal().size() > 0) {
               auto now = std::chrono::steady_clock::now();
               auto& last = lastRefusalLog_[p.id];

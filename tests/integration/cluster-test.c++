@@ -108,6 +108,36 @@ TEST(Cluster, KillingTheLeaderLosesNoAcknowledgedWriteAndTheNodeCatchesUp) {
   EXPECT_GE(acked.size(), 395u);
 }
 
+// A paused follower stops answering: the leader drops its connection after the peer timeout
+// (2 s with these flags) instead of letting calls pile up on it, and reconnects once it answers.
+TEST(Cluster, APausedFollowerIsDisconnectedAndCaughtUpWhenItResumes) {
+  ProcessCluster cluster(3, {"--tick-ms", "20", "--election-ticks", "10"});
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  uint64_t paused = leader == 3 ? 2 : 3;
+  cluster.signal(paused, SIGSTOP);
+  auto end = std::chrono::steady_clock::now() + 2500ms;
+  int i = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    ASSERT_TRUE(c.put("p" + std::to_string(i), "v").ok());  // the other follower is a quorum
+    ++i;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(cluster.log(leader).find("no answer for 1000 ms"), std::string::npos) << cluster.log(leader);
+  cluster.signal(paused, SIGCONT);
+  ASSERT_TRUE(c.put("last", "x").ok());
+  Outcome<NodeInfo> st;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    std::this_thread::sleep_for(50ms);
+    st = c.status(cluster.node(paused).address);
+  } while ((!st.ok() || st.value.applied < c.status(cluster.node(leader).address).value.commit) &&
+           std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(st.ok()) << st.detail;
+  EXPECT_GE(st.value.applied, c.status(cluster.node(leader).address).value.commit);
+}
+
 TEST(Cluster, NodeAddedLiveCatchesUpBySnapshotAndIsRemovedLive) {
   ProcessCluster cluster(3, {"--snapshot-entries", "50"});
   Client c(cluster.clientOptions());

@@ -145,6 +145,10 @@ class ProcessCluster {
     n.pid = -1;
     lastStatus_ = status;
   }
+  // Sends a signal without waiting for the process (SIGSTOP, SIGCONT).
+  void signal(uint64_t id, int sig) {
+    if (nodes_.at(id).pid > 0) ::kill(nodes_.at(id).pid, sig);
+  }
   // Stops with SIGTERM and returns the exit status (as waitpid gives it).
   int terminate(uint64_t id) {
     kill(id, SIGTERM);
