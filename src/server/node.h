@@ -109,6 +109,9 @@ class Node final {
   void serveReads();
   void maybeCompact(bool force);
   kj::Promise<void> tickLoop();
+  // Lease reads: a leader's ticks must keep up with its clock (include/keel/config.h), so one
+  // whose loop stalled ticks for the time it missed, here and before every read.
+  void catchUpTicks();
   kj::Promise<void> waitDurable(uint64_t seq);
   kj::Promise<ProposeOutcome> withTimeout(kj::Promise<ProposeOutcome> p, uint32_t timeoutMs);
   kj::Promise<ProposeOutcome> forward(kj::Array<kj::byte> command, uint32_t timeoutMs);
@@ -133,6 +136,7 @@ class Node final {
   SegmentedLog* segmented_ = nullptr;  // log_ when durable
   std::unique_ptr<Consensus> core_;
   std::mt19937_64 rng_;
+  kj::TimePoint lastTick_ = kj::origin<kj::TimePoint>();  // the moment the latest tick stands for (monotonic clock)
 
   Ready current_;
   bool scheduled_ = false;
