@@ -341,6 +341,7 @@ kj::Promise<void> Node::tickLoop() {
       catchUpTicks();
     } else {
       core_->tick();
+      ++ticks_;
       lastTick_ = kj::systemPreciseMonotonicClock().now();
     }
     kick();
@@ -356,6 +357,7 @@ void Node::catchUpTicks() {
   // (a follower's late ticks are only late).
   while (core_->role() == Role::Leader && now - lastTick_ >= tick) {
     core_->tick();
+    ++ticks_;
     lastTick_ += tick;
   }
 }

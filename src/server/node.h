@@ -174,6 +174,7 @@ class Node final {
   uint64_t proposals_ = 0;
   uint64_t applied_ = 0;
   uint64_t readsServed_ = 0;
+  uint64_t ticks_ = 0;
   uint64_t syncs_ = 0;
   uint64_t refusedPeers_ = 0;
   // --unsafe-test-ack-before-persist (tests only): ticks since start, the hard state not yet
