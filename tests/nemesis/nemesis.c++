@@ -333,6 +333,8 @@ class Run {
   // the run's between two samples); logs it and keeps it for the summary.
   void checkSkew(uint64_t id, double rate, const TickSample& a, const TickSample& b);
   void restartWithClock(uint64_t id, const std::string& faketime);
+  // Transfers leadership to `v` (up to three tries); true once it leads.
+  bool makeLeader(uint64_t v, const std::string& kind);
   std::vector<std::string> skewChecks_;
   int skewNotInEffect_ = 0;
   uint64_t slowNode_ = 0;  // lease-slow-clock: the node whose clock runs far too slow
@@ -382,6 +384,24 @@ void Run::checkSkew(uint64_t id, double rate, const TickSample& a, const TickSam
   note(std::string("  ") + line);
 }
 
+bool Run::makeLeader(uint64_t v, const std::string& kind) {
+  for (int attempt = 0; attempt < 3 && leader() != v; ++attempt) {
+    auto r = admin([&](Client& c) { return c.transferLeadership(v); });
+    note("  " + kind + ": transfer to n" + std::to_string(v) + ": " + (r.ok() ? "now n" + std::to_string(r.value) : r.detail));
+    for (int i = 0; i < 10 && leader() != v; ++i) sleepMs(100);
+    if (leader() != v) {
+      // (A deposed leader that has not heard of the new term yet answers a transfer to itself.)
+      std::string st;
+      for (uint64_t id : cluster_->ids()) {
+        auto s = status(id, 500);
+        st += " n" + std::to_string(id) + " " + (s ? s->role + " term " + std::to_string(s->term) : "(no answer)");
+      }
+      note("  n" + std::to_string(v) + " does not lead:" + st);
+    }
+  }
+  return leader() == v;
+}
+
 void Run::restartWithClock(uint64_t id, const std::string& faketime) {
   cluster_->stop(id);
   cluster_->node(id).faketime = faketime;
@@ -401,23 +421,8 @@ std::function<void()> Run::inject(const std::string& kind) {
     for (uint64_t x : v) s += (s.empty() ? "n" : ",n") + std::to_string(x);
     return s;
   };
-  if (kind == "partition-leader" && slowNode_) {
-    // lease-slow-clock: the node with the slow clock is made the leader first.
-    for (int attempt = 0; attempt < 3 && leader() != slowNode_; ++attempt) {
-      auto r = admin([&](Client& c) { return c.transferLeadership(slowNode_); });
-      note(kind + ": transfer to n" + std::to_string(slowNode_) + " (the slow clock): " +
-           (r.ok() ? "now n" + std::to_string(r.value) : r.detail));
-      for (int i = 0; i < 10 && leader() != slowNode_; ++i) sleepMs(100);
-      if (leader() != slowNode_) {
-        std::string st;
-        for (uint64_t id : cluster_->ids()) {
-          auto s = status(id, 500);
-          st += " n" + std::to_string(id) + " " + (s ? s->role + " term " + std::to_string(s->term) : "(no answer)");
-        }
-        note("  n" + std::to_string(slowNode_) + " does not lead:" + st);
-      }
-    }
-  }
+  // lease-slow-clock: the node with the slow clock is made the leader first.
+  if (kind == "partition-leader" && slowNode_) makeLeader(slowNode_, kind);
   if (kind == "partition-one" || kind == "partition-leader") {
     uint64_t v = kind == "partition-leader" ? leader() : 0;
     if (!v) v = pick();
@@ -512,21 +517,41 @@ std::function<void()> Run::inject(const std::string& kind) {
     return nullptr;
   }
   if (kind == "skew") {
-    // Restart one node (the leader half of the time: its clock is the lease's) with its clock
-    // running faster or slower than real time, within the drift the lease allows.
-    uint64_t v = rng_() % 2 ? leader() : 0;
-    if (!v) v = pick();
+    // Restart a node with its clock running faster or slower than real time, within the drift
+    // the lease allows, and put it where its clock matters (half the time each):
+    //  - slow: it becomes the leader (a transfer) and is cut off from the others; its lease,
+    //    measured by its slow clock, must end before they can elect another leader;
+    //  - fast: the leader is cut off; the fast node's election timeout ends first.
+    uint64_t v = pick();
+    bool slow = rng_() % 2;
     double f = 1 + args_.skewPercent / 100.0;
-    double rate = rng_() % 2 ? f : 1 / f;
+    double rate = slow ? 1 / f : f;
     char spec[32];
     snprintf(spec, sizeof spec, "+0 x%.4f", rate);
     restartWithClock(v, spec);
     note(kind + ": n" + std::to_string(v) + " restarted under faketime '" + spec + "'");
     TickSample a = tickSample(v, 3000);
+    if (slow) {
+      if (makeLeader(v, kind)) {
+        cluster_->cut({v}, others(v));
+        note("  n" + std::to_string(v) + " (slow clock) leads: isolated");
+      } else {
+        note("  n" + std::to_string(v) + " did not become the leader: no partition");
+      }
+    } else {
+      uint64_t l = waitLeader(3000);  // (there may be none yet if v led before its restart)
+      if (l && l != v) {
+        cluster_->cut({l}, others(l));
+        note("  leader n" + std::to_string(l) + " isolated (n" + std::to_string(v) + " has the fast clock)");
+      } else {
+        note(l ? "  n" + std::to_string(v) + " (fast clock) leads: no partition" : "  no leader: no partition");
+      }
+    }
     return [this, v, rate, a]() {
       checkSkew(v, rate, a, tickSample(v, 1000));
+      cluster_->heal();
       restartWithClock(v, "");
-      note("  n" + std::to_string(v) + " restarted with the real clock");
+      note("  network healed, n" + std::to_string(v) + " restarted with the real clock");
     };
   }
   if (kind == "transfer") {
