@@ -11,7 +11,9 @@
 // repeated), --session-timeout MS (KvStateMachine's session timeout instead of the seed's
 // choice), --history FILE (one run: write the history as JSON Lines), --no-check (skip the
 // linearizability check), --pre-vote on|off and --check-quorum on|off (instead of the
-// seed's choice), --trace N (events per node in a failure report), -v (a summary line per seed).
+// seed's choice), --read-mode lease (lease reads, with check-quorum; a paused leader catches up
+// on the ticks it missed when it resumes, as keel-server does), --trace N (events per node in a
+// failure report), -v (a summary line per seed).
 #include "simulator.h"
 
 #include <keel/config.h>
@@ -28,7 +30,7 @@ namespace {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "keel-sim: %s\nusage: keel-sim (--seed N | --seeds A..B [--time S]) [--nodes 3|5|7] "
                        "[--faults LIST] [--events N] [--clients N] [--keys N] [--defect NAME]... [--session-timeout MS] "
-                       "[--pre-vote on|off] [--check-quorum on|off] [--history FILE] [--no-check] [-v]\n", why);
+                       "[--pre-vote on|off] [--check-quorum on|off] [--read-mode readindex|lease] [--history FILE] [--no-check] [-v]\n", why);
   std::exit(2);
 }
 
@@ -44,7 +46,7 @@ uint64_t number(const char* s) {
 int main(int argc, char** argv) {
   keel::sim::Options o;
   uint64_t first = 1, last = 1;
-  bool haveSeeds = false, verbose = false;
+  bool haveSeeds = false, verbose = false, lease = false;
   double timeLimit = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -103,6 +105,10 @@ int main(int argc, char** argv) {
         if (prev) prev(c);
         (pre ? c.preVote : c.checkQuorum) = on;
       };
+    } else if (a == "--read-mode") {
+      std::string v = value();
+      if (v != "readindex" && v != "lease") usage("--read-mode takes readindex or lease");
+      lease = v == "lease";
     } else if (a == "--trace") {
       o.traceDepth = int(number(value()));
     } else if (a == "--no-check") {
@@ -112,6 +118,16 @@ int main(int argc, char** argv) {
     } else {
       usage(("unknown argument " + a).c_str());
     }
+  }
+  if (lease) {
+    // Lease reads need check-quorum: on instead of the seed's choice, unless --check-quorum off.
+    auto prev = o.configure;
+    o.configure = [prev](keel::Config& c) {
+      c.checkQuorum = true;
+      if (prev) prev(c);
+      if (!c.checkQuorum) usage("--read-mode lease needs check-quorum");
+      c.readMode = keel::ReadMode::Lease;
+    };
   }
   if (!haveSeeds) usage("give --seed N or --seeds A..B");
   if (first != last && !o.historyPath.empty()) usage("--history takes a single --seed");

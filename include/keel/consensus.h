@@ -152,6 +152,8 @@ class Consensus {
   Term lastTerm() const noexcept;
   const Membership& membership() const noexcept;  // as of appliedIndex()
   NodeId transferTarget() const noexcept;
+  // Lease reads: true while this leader's lease holds (readIndex() answers at once).
+  bool hasLease() const noexcept;
   // Leader only; nullopt for non-members and on other roles.
   std::optional<Progress> progress(NodeId peer) const;
 

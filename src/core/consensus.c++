@@ -9,6 +9,7 @@
 #include "tracker.h"
 
 #include <algorithm>
+#include <deque>
 #include <stdexcept>
 
 namespace keel {
@@ -47,6 +48,8 @@ class Consensus::Impl {
   Result transferLeadership(NodeId to);
   enum class Campaign : uint8_t { PreElection, Election, Transfer };
   void campaign(Campaign kind);
+  // Lease reads (diss. §6.4.1): true while this leader may answer reads at once.
+  bool leaseHolds() const;
 
   // Output
   bool hasReady() const;
@@ -101,7 +104,11 @@ class Consensus::Impl {
   bool maybeCommit();
   void flushBatchedMessages();
   Index appendLeaderEntry(EntryType type, Bytes&& data);
-  void abortTransfer() { transferTarget_ = kNoNode; }
+  void abortTransfer() {
+    // The target's votes bypassed the followers' promise: no round sent before counts.
+    if (transferTarget_) resetLease();
+    transferTarget_ = kNoNode;
+  }
 
   // Reads (§6.4)
   struct PendingRead {
@@ -112,6 +119,8 @@ class Consensus::Impl {
   };
   void answerRead(NodeId from, uint64_t context, Index index);
   void releaseReads();
+  void sendReadRound();
+  void resetLease();
   void startReadsWaitingForCommit();
 
   // Membership (§6)
@@ -137,6 +146,17 @@ class Consensus::Impl {
   // (The heartbeat tick sends the newest round regardless, so a lost round delays, never
   // stalls, the reads behind it.)
   bool readRoundDue() const { return readRound_ != readRoundSent_ && readRoundAcked_ >= readRoundSent_; }
+  // Lease reads: every heartbeat broadcast is a round of its own; the rounds sent and not yet
+  // acknowledged by a quorum, with the tick of their sending (within the last lease).
+  struct SentRound {
+    uint64_t round;
+    uint64_t tick;
+  };
+  std::deque<SentRound> leaseRounds_;
+  uint64_t leaseMinRound_ = 1;     // rounds before this one grant no lease
+  bool hasLease_ = false;
+  uint64_t leaseTick_ = 0;         // when the last round a quorum acknowledged was sent
+  uint64_t ticks_ = 0;             // ticks since this node started
   std::vector<ReadState> readStates_[2];
 
   Outbox now_[2];      // messages that need nothing persisted first
@@ -238,6 +258,7 @@ void Consensus::Impl::becomeFollower(Term term, NodeId leader) {
   readsWaitingForCommit_.clear();
   readRoundSent_ = readRound_;
   broadcastPending_ = false;
+  resetLease();
 }
 
 void Consensus::Impl::becomePreCandidate() {
@@ -266,6 +287,7 @@ void Consensus::Impl::becomeLeader() {
   abortTransfer();
   uncommittedBytes_ = 0;
   readRound_ = readRoundSent_ = readRoundAcked_ = 0;
+  resetLease();
   Index next = log_.lastIndex().next();
   for (Peer& p : peers_) {
     p.match = Index{};
@@ -329,6 +351,7 @@ void Consensus::Impl::poll(NodeId from, bool granted) {
 // Time
 
 void Consensus::Impl::tick() {
+  ticks_++;
   electionElapsed_++;
   if (role_ != Role::Leader) {
     if (promotable() && electionElapsed_ >= randomizedElectionTimeout_) {
@@ -359,9 +382,13 @@ void Consensus::Impl::tick() {
   }
   if (heartbeatElapsed_ >= cfg_.heartbeatTicks) {
     heartbeatElapsed_ = 0;
-    broadcastHeartbeat(readRound_);
-    readRoundSent_ = readRound_;
+    // With leases every heartbeat is a round of its own, so that its acknowledgements renew
+    // the lease from the moment it was sent.
+    if (cfg_.readMode == ReadMode::Lease && readRound_ == readRoundSent_) ++readRound_;
+    sendReadRound();
   }
+  // Rounds older than a lease can no longer grant one.
+  while (!leaseRounds_.empty() && leaseRounds_.front().tick + cfg_.leaseTicks() <= ticks_) leaseRounds_.pop_front();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +407,9 @@ void Consensus::Impl::step(const Message& m) {
       // timeout does not grant a vote or raise its term (unless leadership is being
       // transferred to the candidate).
       bool inLease = cfg_.checkQuorum && leader_ && electionElapsed_ < cfg_.electionTicks;
+      // With lease reads, a node that just started may have acknowledged a leader's heartbeat
+      // right before it went down: it keeps that promise for an election timeout (§6.4.1).
+      if (cfg_.readMode == ReadMode::Lease && ticks_ < cfg_.electionTicks) inLease = true;
       if (inLease && !m.transfer) return;
     }
     if (m.type == MessageType::PreVote) {
@@ -830,7 +860,9 @@ Result Consensus::Impl::readIndex(NodeId from, uint64_t context) {
     return r;
   }
   bool alone = membership_.voters.size() == 1 && !membership_.joint() && membership_.isVoter(cfg_.id);
-  bool lease = cfg_.readMode == ReadMode::Lease;
+  // diss. §6.4.1: within its lease the leader answers at once; otherwise (no round
+  // acknowledged lately, a transfer in progress) the read takes a heartbeat round like any.
+  bool lease = cfg_.readMode == ReadMode::Lease && leaseHolds();
   KEEL_FAULT_IF(Fault::ReadWithoutQuorum, { lease = true; });
   if (alone || lease) {
     answerRead(from, context, pr.index);
@@ -855,11 +887,37 @@ void Consensus::Impl::answerRead(NodeId from, uint64_t context, Index index) {
   if (Peer* p = peer(from)) m.commit = std::min(p->match, log_.committed);
 }
 
+void Consensus::Impl::sendReadRound() {
+  broadcastHeartbeat(readRound_);
+  readRoundSent_ = readRound_;
+  if (cfg_.readMode == ReadMode::Lease && (leaseRounds_.empty() || leaseRounds_.back().round < readRound_))
+    leaseRounds_.push_back(SentRound{readRound_, ticks_});
+}
+
+bool Consensus::Impl::leaseHolds() const {
+  // The tick of the sending counts as the first: the round left at some moment of it.
+  return role_ == Role::Leader && hasLease_ && !transferTarget_ && ticks_ < leaseTick_ + cfg_.leaseTicks();
+}
+
+void Consensus::Impl::resetLease() {
+  hasLease_ = false;
+  leaseRounds_.clear();
+  leaseMinRound_ = readRoundSent_ + 1;
+}
+
 void Consensus::Impl::releaseReads() {
   uint64_t acked = Quorum::committed(peers_, membership_.joint(), [&](const Peer& p) {
     return p.id == cfg_.id ? readRound_ : p.readAck;
   });
   readRoundAcked_ = std::max(readRoundAcked_, acked);
+  // A quorum acknowledged round `acked`: the lease runs from its sending.
+  while (!leaseRounds_.empty() && leaseRounds_.front().round <= acked) {
+    if (leaseRounds_.front().round >= leaseMinRound_) {
+      hasLease_ = true;
+      leaseTick_ = leaseRounds_.front().tick;
+    }
+    leaseRounds_.pop_front();
+  }
   while (readsHead_ < reads_.size() && reads_[readsHead_].round <= acked) {
     const PendingRead& r = reads_[readsHead_++];
     answerRead(r.from, r.context, r.index);
@@ -892,7 +950,9 @@ Result Consensus::Impl::transferLeadership(NodeId to) {
     return r;
   }
   if (transferTarget_ == to) return r;
+  if (transferTarget_) abortTransfer();
   transferTarget_ = to;
+  resetLease();
   electionElapsed_ = 0;  // the transfer has one election timeout to finish
   if (pr->match == log_.lastIndex()) {
     Message& t = send(MessageType::TimeoutNow, to);
@@ -921,6 +981,8 @@ void Consensus::Impl::applyMembership(const Membership& m) {
   membership_ = m;
   resetPeers();
   if (role_ != Role::Leader) return;
+  // A lease granted by a quorum of another configuration says nothing about this one's.
+  resetLease();
   if (leaveJointIfApplied()) return;
   if (!m.isVoter(cfg_.id)) {
     // §6 (diss. §4.2.2): a leader that is not part of the new configuration steps down once
@@ -958,10 +1020,7 @@ bool Consensus::Impl::hasReady() const {
 void Consensus::Impl::flushBatchedMessages() {
   if (role_ == Role::Leader) {
     if (broadcastPending_) broadcastAppend();  // one Append per follower for the whole batch
-    if (readRoundDue()) {
-      broadcastHeartbeat(readRound_);
-      readRoundSent_ = readRound_;
-    }
+    if (readRoundDue()) sendReadRound();
   }
   broadcastPending_ = false;
 }
@@ -1087,6 +1146,7 @@ Index Consensus::lastIndex() const noexcept { return impl_->log_.lastIndex(); }
 Term Consensus::lastTerm() const noexcept { return impl_->log_.lastTerm(); }
 const Membership& Consensus::membership() const noexcept { return impl_->membership_; }
 NodeId Consensus::transferTarget() const noexcept { return impl_->transferTarget_; }
+bool Consensus::hasLease() const noexcept { return impl_->leaseHolds(); }
 
 std::optional<Progress> Consensus::progress(NodeId id) const {
   if (impl_->role_ != Role::Leader) return std::nullopt;
@@ -1141,7 +1201,16 @@ std::string Config::validate() const {
   if (maxInflightMessages == 0) return "maxInflightMessages must be at least 1";
   if (maxMessageBytes == 0) return "maxMessageBytes must be at least 1";
   if (readMode == ReadMode::Lease && !checkQuorum) return "lease reads require checkQuorum";
+  if (maxClockDriftPercent > 1000) return "maxClockDriftPercent must be at most 1000";
+  if (readMode == ReadMode::Lease && leaseTicks() < 1)
+    return "lease reads need a lease of at least one tick: (electionTicks - 1) * 100 / (100 + "
+           "maxClockDriftPercent) is below 1";
   return {};
+}
+
+uint32_t Config::leaseTicks() const {
+  if (electionTicks < 1) return 0;
+  return uint32_t(uint64_t(electionTicks - 1) * 100 / (100 + uint64_t(maxClockDriftPercent)));
 }
 
 }  // namespace keel

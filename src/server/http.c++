@@ -94,6 +94,19 @@ std::string Node::metricsText() {
   gauge("keel_snapshot_index", "Index of the latest snapshot.", double(log_->snapshotMeta().index.value));
   counter("keel_proposals_total", "Proposals accepted by this node as leader.", double(proposals_));
   counter("keel_reads_total", "Linearizable reads served.", double(readsServed_));
+  counter("keel_ticks_total", "Ticks of the consensus module since the start (one per --tick-ms of this node's clock).",
+          double(ticks_));
+  // Lease reads assume that the nodes' monotonic clocks run at nearly the same rate: the rate of
+  // this gauge against real time (or another node's) shows how fast this node's clock runs.
+  {
+    char clock[48];
+    snprintf(clock, sizeof clock, "%.6f",
+             double((kj::systemPreciseMonotonicClock().now() - kj::origin<kj::TimePoint>()) / kj::MICROSECONDS) / 1e6);
+    o << "# HELP keel_monotonic_clock_seconds This node's monotonic clock (CLOCK_MONOTONIC), in seconds.\n"
+      << "# TYPE keel_monotonic_clock_seconds gauge\nkeel_monotonic_clock_seconds " << clock << "\n";
+  }
+  gauge("keel_lease", "1 while this node leads and holds a read lease (--read-mode lease).",
+        core_->hasLease() ? 1 : 0);
   counter("keel_refused_peer_calls_total", "Peer calls refused (wrong cluster, unknown node).",
           double(refusedPeers_));
   o << "# HELP keel_fsync_seconds Latency of a log sync (group commit).\n# TYPE keel_fsync_seconds histogram\n";

@@ -93,6 +93,9 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   cfg.id = NodeId{options_.id};
   cfg.electionTicks = options_.electionTicks;
   cfg.heartbeatTicks = options_.heartbeatTicks;
+  cfg.checkQuorum = options_.checkQuorum;
+  cfg.readMode = options_.readMode;
+  cfg.maxClockDriftPercent = options_.maxClockDriftPercent;
   cfg.maxMessageBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
   cfg.maxEntryBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
   cfg.applied = snap.meta.index;
@@ -106,6 +109,12 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
     log("UNSAFE TEST MODE: serving every read from local state (--unsafe-test-stale-reads)");
   }
   core_ = std::make_unique<Consensus>(cfg, *log_);
+  if (cfg.readMode == ReadMode::Lease) {
+    log("lease reads: a lease lasts " + std::to_string(cfg.leaseTicks()) + " ticks (" +
+        std::to_string(cfg.leaseTicks() * options_.tickMs) + " ms) from the sending of a heartbeat round a quorum "
+        "acknowledged; safe while no node's clock runs more than " + std::to_string(cfg.maxClockDriftPercent) +
+        "% faster than another's");
+  }
   log("started: " + core_->membership().toString() + ", log " + toString(log_->firstIndex()) + ".." +
       toString(log_->lastIndex()) + ", term " + std::to_string(core_->term().value) +
       (options_.memoryLog ? " (memory log: NOT durable)" : ""));
@@ -311,19 +320,48 @@ uint64_t Node::takeSnapshot() {
 }
 
 kj::Promise<void> Node::tickLoop() {
-  return timer_.afterDelay(options_.tickMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+  // One tick per --tick-ms at the earliest: a follower whose loop was late only ticks later
+  // (its election timeout grows, which is safe). With lease reads a leader's next tick is due
+  // one tick length after the moment its latest tick stands for, and it catches up on the ticks
+  // it missed (catchUpTicks()).
+  auto tick = options_.tickMs * kj::MILLISECONDS;
+  auto delay = tick;
+  if (options_.readMode == ReadMode::Lease && core_->role() == Role::Leader) {
+    auto since = kj::systemPreciseMonotonicClock().now() - lastTick_;
+    delay = since >= tick ? 0 * kj::MILLISECONDS : tick - since;
+  }
+  return timer_.afterDelay(delay).then([this]() -> kj::Promise<void> {
     if (stopping_) return kj::READY_NOW;
     // --unsafe-test-ack-before-persist: the only syncs, about every 2 s.
     if (options_.unsafeTestAckBeforePersist && segmented_ &&
         ++unsafeTestTicks_ % std::max<uint64_t>(1, 2000 / options_.tickMs) == 0) {
       unsafeTestLazySync();
     }
-    core_->tick();
+    if (options_.readMode == ReadMode::Lease && core_->role() == Role::Leader) {
+      catchUpTicks();
+    } else {
+      core_->tick();
+      ++ticks_;
+      lastTick_ = kj::systemPreciseMonotonicClock().now();
+    }
     expireRequests();
     checkPeers();
     kick();
     return tickLoop();
   });
+}
+
+void Node::catchUpTicks() {
+  if (options_.readMode != ReadMode::Lease) return;
+  auto tick = options_.tickMs * kj::MILLISECONDS;
+  auto now = kj::systemPreciseMonotonicClock().now();
+  // A leader counts every tick length that passed; once it stepped down, the rest is skipped
+  // (a follower's late ticks are only late).
+  while (core_->role() == Role::Leader && now - lastTick_ >= tick) {
+    core_->tick();
+    ++ticks_;
+    lastTick_ += tick;
+  }
 }
 
 void Node::unsafeTestLazySync() {
@@ -380,6 +418,7 @@ kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linear
     return out;
   }
   if (stopping_) return ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}};
+  catchUpTicks();  // lease reads: the lease is measured in ticks that must be up to date
   uint64_t ctx = nextRead_++;
   Result r = core_->readIndex(ctx);
   if (!r.ok()) {
@@ -466,6 +505,7 @@ kj::Promise<void> Node::run() {
       });
   return listening.then([this, stopped = kj::mv(paf.promise)]() mutable {
     if (!options_.http.empty()) tasks_->add(serveHttp());
+    lastTick_ = kj::systemPreciseMonotonicClock().now();
     tasks_->add(tickLoop());
     // Connect to every known peer up front, so the first heartbeats find their connections.
     for (auto& [id, addr] : addresses_) {

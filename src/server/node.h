@@ -115,6 +115,9 @@ class Node final {
   void serveReads();
   void maybeCompact(bool force);
   kj::Promise<void> tickLoop();
+  // Lease reads: a leader's ticks must keep up with its clock (include/keel/config.h), so one
+  // whose loop stalled ticks for the time it missed, here and before every read.
+  void catchUpTicks();
   kj::Promise<void> waitDurable(uint64_t seq);
   kj::TimePoint deadline(uint32_t timeoutMs) const;
   void expireRequests();
@@ -143,6 +146,7 @@ class Node final {
   SegmentedLog* segmented_ = nullptr;  // log_ when durable
   std::unique_ptr<Consensus> core_;
   std::mt19937_64 rng_;
+  kj::TimePoint lastTick_ = kj::origin<kj::TimePoint>();  // the moment the latest tick stands for (monotonic clock)
 
   Ready current_;
   bool scheduled_ = false;
@@ -180,6 +184,7 @@ class Node final {
   uint64_t proposals_ = 0;
   uint64_t applied_ = 0;
   uint64_t readsServed_ = 0;
+  uint64_t ticks_ = 0;
   uint64_t syncs_ = 0;
   uint64_t refusedPeers_ = 0;
   // --unsafe-test-ack-before-persist (tests only): ticks since start, the hard state not yet

@@ -57,6 +57,14 @@ const std::vector<OptionHelp>& optionHelp() {
       {"tick-ms", "<ms>", "Length of one tick of the consensus module. Default: 50."},
       {"election-ticks", "<n>", "Election timeout in ticks (randomized up to twice). Default: 10."},
       {"heartbeat-ticks", "<n>", "Heartbeat interval in ticks. Default: 2."},
+      {"check-quorum", "<true|false>",
+       "A leader steps down when a quorum has not answered within an election timeout. Default: true."},
+      {"read-mode", "<readindex|lease>",
+       "How linearizable reads confirm leadership: a round of heartbeats (readindex) or the leader's "
+       "lease, which assumes bounded clock drift (see docs/operations.md). Default: readindex."},
+      {"max-clock-drift-percent", "<n>",
+       "Lease reads: how much faster (in percent) one node's clock may run than another's; the lease "
+       "is shortened to match. Default: 10."},
       {"max-message-bytes", "<n>", "Largest RPC message accepted. Default: 16777216."},
       {"snapshot-entries", "<n>", "Snapshot and compact the log after this many entries. Default: 20000."},
       {"request-timeout-ms", "<ms>", "Default deadline of a client request. Default: 5000."},
@@ -106,10 +114,14 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
       o.peers[id] = item.substr(eq + 1);
     }
     if (o.peers.empty()) return bad("expected at least one member");
-  } else if (name == "join" || name == "memory-log" || name == "quiet") {
+  } else if (name == "join" || name == "memory-log" || name == "quiet" || name == "check-quorum") {
     bool b;
     if (!parseBool(value, b)) return bad("expected true or false");
-    (name == "join" ? o.join : name == "quiet" ? o.quiet : o.memoryLog) = b;
+    (name == "join" ? o.join : name == "quiet" ? o.quiet : name == "check-quorum" ? o.checkQuorum : o.memoryLog) = b;
+  } else if (name == "read-mode") {
+    if (value == "readindex") o.readMode = ReadMode::Safe;
+    else if (value == "lease") o.readMode = ReadMode::Lease;
+    else return bad("expected readindex or lease");
   } else if (name == "unsafe-test" || name == "unsafe-test-ack-before-persist" ||
              name == "unsafe-test-stale-reads") {
     bool b;
@@ -138,6 +150,9 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
   } else if (name == "request-timeout-ms") {
     if (!num(1, 3600000)) return bad("expected 1..3600000");
     o.requestTimeoutMs = uint32_t(n);
+  } else if (name == "max-clock-drift-percent") {
+    if (!num(0, 1000)) return bad("expected 0..1000");
+    o.maxClockDriftPercent = uint32_t(n);
   } else if (name == "session-timeout-ms") {
     if (!num(1, UINT64_MAX >> 1)) return bad("expected a positive integer");
     o.sessionTimeoutMs = n;
@@ -173,6 +188,28 @@ std::string validate(const Options& o) {
   if (!o.join && !o.peers.count(o.id)) return "--peers must include this node's id (" + std::to_string(o.id) + ")";
   if (o.listen.empty() && !o.peers.count(o.id)) return "--listen is required";
   if (o.heartbeatTicks >= o.electionTicks) return "--heartbeat-ticks must be below --election-ticks";
+  if (o.readMode == ReadMode::Lease && !o.checkQuorum) {
+    return "--read-mode lease requires --check-quorum true: the lease relies on the followers' promise "
+           "to vote for no one else within an election timeout of hearing from the leader, which comes "
+           "with check-quorum (dissertation §4.2.3, §6.4.1)";
+  }
+  if (o.readMode == ReadMode::Lease) {
+    Config c;
+    c.id = NodeId{1};
+    c.electionTicks = o.electionTicks;
+    c.heartbeatTicks = o.heartbeatTicks;
+    c.maxClockDriftPercent = o.maxClockDriftPercent;
+    c.readMode = ReadMode::Lease;
+    if (c.leaseTicks() < 1) {
+      return "--read-mode lease: --election-ticks " + std::to_string(o.electionTicks) +
+             " leaves no lease with --max-clock-drift-percent " + std::to_string(o.maxClockDriftPercent) +
+             " (the lease is (election ticks - 1) / (1 + drift) ticks); raise --election-ticks";
+    }
+  }
+  if (o.readMode == ReadMode::Lease && o.unsafeTestStaleReads) {
+    return "--read-mode lease and --unsafe-test-stale-reads together: the stale reads bypass every read "
+           "mode, so the combination tests nothing";
+  }
   if ((o.unsafeTestAckBeforePersist || o.unsafeTestStaleReads) && !o.unsafeTest) {
     return "--unsafe-test-ack-before-persist and --unsafe-test-stale-reads break safety on purpose "
            "(tests only): they need --unsafe-test as well";

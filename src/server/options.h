@@ -2,6 +2,8 @@
 // line, the names of the flags without dashes; `#` starts a comment).
 #pragma once
 
+#include <keel/config.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -21,6 +23,9 @@ struct Options {
   uint32_t tickMs = 50;                     // --tick-ms
   uint32_t electionTicks = 10;              // --election-ticks
   uint32_t heartbeatTicks = 2;              // --heartbeat-ticks
+  bool checkQuorum = true;                  // --check-quorum: a leader without a quorum steps down
+  ReadMode readMode = ReadMode::Safe;       // --read-mode readindex|lease
+  uint32_t maxClockDriftPercent = 10;       // --max-clock-drift-percent (lease reads)
   uint64_t maxMessageBytes = 16ull << 20;   // --max-message-bytes (larger RPCs are refused)
   uint64_t snapshotEntries = 20000;         // --snapshot-entries: compact after this many
   uint32_t requestTimeoutMs = 5000;         // --request-timeout-ms

@@ -215,6 +215,7 @@ std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message
   std::string refusal = checkOrigin(origin, "messages");
   if (!refusal.empty()) return refusal;
   NodeId from{origin.getFrom()};
+  catchUpTicks();  // lease reads: a forwarded read is answered from the lease, measured in ticks
   for (auto wm : messages) {
     Message m;
     std::string err = fromWire(wm, m);

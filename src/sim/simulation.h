@@ -98,6 +98,7 @@ struct Node {
   uint64_t leaderTermAtLastReady = 0;
   int64_t diskFactor = 1;
   std::vector<Message> held;         // delivered while paused
+  uint64_t missedTicks = 0;          // ticks that passed while paused
   Role lastRole = Role::Follower;
   Term lastTerm;
   std::vector<Trace> trace;          // ring

@@ -76,7 +76,8 @@ Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd
                     std::to_string(crashAfterAck_) + " crashNewLeader=" + std::to_string(crashNewLeader_) +
                     " sessionTimeoutMs=" + std::to_string(kvOptions_.sessionTimeoutMs) + " maxSessions=" +
                     std::to_string(kvOptions_.maxSessions) + " snapshotChunkBytes=" +
-                    std::to_string(kvOptions_.snapshotChunkBytes) + " maxClockSkewMs=" + std::to_string(maxSkewMs_);
+                    std::to_string(kvOptions_.snapshotChunkBytes) + " maxClockSkewMs=" + std::to_string(maxSkewMs_) +
+                    (nd.config.readMode == ReadMode::Lease ? " readMode=lease" : "");
     nd.sm = KvStateMachine(kvOptions_);
     nd.clockSkewMs = rng_.range(0, maxSkewMs_);
     nd.log = std::make_unique<SimLog>(nd.id, initial, inv_);
@@ -161,6 +162,7 @@ void Simulation::crash(Node& n) {
   n.ready = nullptr;
   n.paused = false;
   n.held.clear();
+  n.missedTicks = 0;
   n.leaderTermAtLastReady = 0;
   Trace t(Trace::Crash);
   t.text = tear ? "crashes (tearing unsynced writes)" : "crashes (losing unsynced writes)";
@@ -632,6 +634,7 @@ void Simulation::dispatch(Event& e) {
     case Event::Tick: {
       Node& n = node(e.node);
       schedule(now_ + kTick, Event::Tick, e.node);
+      if (n.up() && n.paused) ++n.missedTicks;
       if (!n.up() || n.paused) return;
       n.core->tick();
       processReadies(n);
@@ -668,6 +671,10 @@ void Simulation::dispatch(Event& e) {
       if (e.epoch != n.epoch || !n.paused) return;
       n.paused = false;
       trace(n, Trace(Trace::Resume, "resumes"));
+      // Lease reads: a leader catches up on the ticks it missed before anything else, as
+      // keel-server does (its lease is measured in ticks, which must keep up with time).
+      for (; n.missedTicks > 0; --n.missedTicks)
+        if (n.config.readMode == ReadMode::Lease && n.core->role() == Role::Leader) n.core->tick();
       if (n.syncDoneWhilePaused) {
         n.syncDoneWhilePaused = false;
         finishReady(n);

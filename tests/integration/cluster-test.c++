@@ -1,12 +1,17 @@
 // Integration tests: real keel-server processes on 127.0.0.1 (issue 5, "Integration tests").
 #include "process-cluster.h"
 
+#include <keel/check.h>
 #include <keel/kv.h>
 
 #include <raft.capnp.h>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+
+#include <atomic>
+#include <mutex>
+#include <random>
 
 namespace keel::integration {
 namespace {
@@ -255,6 +260,116 @@ TEST(Cluster, RefusesForeignPeersMalformedAndOversizedRequests) {
   EXPECT_EQ(c.get("still").value, "works");
   EXPECT_NE(cluster.log(1).find("cluster id mismatch"), std::string::npos);
   for (uint64_t id = 1; id <= 3; ++id) EXPECT_TRUE(cluster.running(id));
+}
+
+// --read-mode lease (dissertation §6.4.1): the leader answers reads from its lease. Workers bound
+// to every node write and read three keys while the leader is paused (SIGSTOP, long enough for
+// the others to elect a new leader and write) and continued, and later killed and restarted;
+// the history must be linearizable. The paused leader is the dangerous one: when it continues,
+// its lease must already have run out (keel-server ticks for the time it missed before it
+// answers a read), or it would answer reads at once from its old state.
+TEST(Cluster, LeaseReadsStayLinearizableAcrossPausesAndLeaderChanges) {
+  ProcessCluster cluster(3, {"--read-mode", "lease"});
+  Client c(cluster.clientOptions(3000));
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  EXPECT_NE(cluster.log(leader).find("lease reads: a lease lasts 8 ticks (160 ms)"), std::string::npos)
+      << cluster.log(leader);
+  checker::History history;
+  std::mutex mu;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> nextValue{0}, readsOk{0}, writesOk{0};
+  auto start = std::chrono::steady_clock::now();
+  auto now = [&]() {
+    return checker::Time(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+  };
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 6; ++w) {
+    workers.emplace_back([&, w]() {
+      std::mt19937_64 rng(uint64_t(w) + 1);
+      uint64_t process = uint64_t(w);
+      // A deadline longer than the pause: reads sent to the paused leader wait for it.
+      Client::Options o = cluster.clientOptions(2500);
+      o.addresses = {cluster.node(uint64_t(w % 3 + 1)).address};  // reads on every node
+      auto client = std::make_unique<Client>(o);
+      while (!stop) {
+        std::string key = "k" + std::to_string(rng() % 3);
+        bool ok;
+        if (rng() % 2) {
+          std::string v = "v" + std::to_string(nextValue++);
+          checker::History::Handle h;
+          {
+            std::lock_guard<std::mutex> g(mu);
+            h = history.invokeWrite(process, key, v, now());
+          }
+          auto r = client->put(key, v);
+          ok = r.ok();
+          std::lock_guard<std::mutex> g(mu);
+          history.complete(h, ok ? checker::Outcome::Ok : checker::Outcome::Info, now());
+          writesOk += ok;
+        } else {
+          checker::History::Handle h;
+          {
+            std::lock_guard<std::mutex> g(mu);
+            h = history.invokeRead(process, key, now());
+          }
+          auto r = client->get(key);
+          ok = r.ok() || r.error == ClientError::NotFound;
+          std::lock_guard<std::mutex> g(mu);
+          if (r.ok()) history.complete(h, checker::Outcome::Ok, now(), r.value);
+          else if (ok) history.complete(h, checker::Outcome::Ok, now(), std::nullopt);
+          else history.complete(h, checker::Outcome::Info, now());
+          readsOk += ok;
+        }
+        if (!ok) {  // a fresh process (and session) after an unknown outcome
+          process += 100;
+          client.reset();  // one event loop per thread: the old client goes first
+          client = std::make_unique<Client>(o);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(1500ms);
+  // The leader stops for 1.5 s (the others elect a new leader and go on writing), then goes on.
+  pid_t paused = cluster.node(leader).pid;
+  ::kill(paused, SIGSTOP);
+  std::this_thread::sleep_for(1500ms);
+  ::kill(paused, SIGCONT);
+  std::this_thread::sleep_for(1500ms);
+  uint64_t second = cluster.waitLeader(c);
+  if (second) cluster.kill(second, SIGKILL);
+  std::this_thread::sleep_for(1500ms);
+  if (second) cluster.start(second);
+  std::this_thread::sleep_for(1500ms);
+  stop = true;
+  for (auto& t : workers) t.join();
+  EXPECT_GT(readsOk.load(), 50u);
+  EXPECT_GT(writesOk.load(), 50u);
+  auto result = checker::check(history);
+  EXPECT_EQ(result.verdict, checker::Verdict::Linearizable) << checker::render(result);
+}
+
+TEST(Cluster, LeaseReadsRefuseBadCombinations) {
+  auto run = [](const std::string& flags) {
+    std::string cmd = ProcessCluster::serverPath() + " --id 1 --memory-log true --peers 1=127.0.0.1:1 " + flags + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char buf[1024] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    int st = ::pclose(p);
+    return std::make_pair(WEXITSTATUS(st), std::string(buf, n));
+  };
+  auto [st1, out1] = run("--read-mode lease --check-quorum false");
+  EXPECT_EQ(st1, 1);
+  EXPECT_NE(out1.find("--read-mode lease requires --check-quorum true"), std::string::npos) << out1;
+  auto [st2, out2] = run("--read-mode lease --election-ticks 2 --heartbeat-ticks 1");
+  EXPECT_EQ(st2, 1);
+  EXPECT_NE(out2.find("leaves no lease"), std::string::npos) << out2;
+  auto [st3, out3] = run("--read-mode fast");
+  EXPECT_EQ(st3, 1);
+  EXPECT_NE(out3.find("expected readindex or lease"), std::string::npos) << out3;
+  auto [st4, out4] = run("--read-mode lease --max-clock-drift-percent 2000");
+  EXPECT_EQ(st4, 1);
+  EXPECT_NE(out4.find("--max-clock-drift-percent"), std::string::npos) << out4;
 }
 
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {

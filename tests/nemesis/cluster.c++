@@ -1,13 +1,19 @@
 // keel nemesis: the cluster of processes in network namespaces (cluster.h).
 #include "cluster.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +59,61 @@ int shell(const std::string& command, std::string* out) {
   int status = pclose(f);
   if (out) *out = text;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::optional<std::string> httpGet(const std::string& hostPort, const std::string& path, int timeoutMs) {
+  size_t colon = hostPort.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(std::atoi(hostPort.c_str() + colon + 1)));
+  if (inet_pton(AF_INET, hostPort.substr(0, colon).c_str(), &a.sin_addr) != 1) return std::nullopt;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  auto waitFor = [&](short events) {
+    int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    return poll(&p, 1, left) == 1;
+  };
+  std::string body;
+  bool ok = false;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 || errno == EINPROGRESS) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (waitFor(POLLOUT) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+      std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + hostPort + "\r\nConnection: close\r\n\r\n";
+      if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size())) {
+        std::string resp;
+        char buf[8192];
+        while (waitFor(POLLIN)) {
+          ssize_t n = recv(fd, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          resp.append(buf, size_t(n));
+        }
+        size_t head = resp.find("\r\n\r\n");
+        if (resp.rfind("HTTP/1.1 200", 0) == 0 && head != std::string::npos) {
+          body = resp.substr(head + 4);
+          ok = true;
+        }
+      }
+    }
+  }
+  close(fd);
+  if (!ok) return std::nullopt;
+  return body;
+}
+
+std::string findLibfaketime() {
+  glob_t g{};
+  std::string found;
+  if (glob("/usr/lib/*/faketime/libfaketimeMT.so.1", 0, nullptr, &g) == 0 && g.gl_pathc > 0) found = g.gl_pathv[0];
+  globfree(&g);
+  if (found.empty() && access("/usr/lib/faketime/libfaketimeMT.so.1", R_OK) == 0) {
+    found = "/usr/lib/faketime/libfaketimeMT.so.1";
+  }
+  return found;
 }
 
 int cleanupLeftovers(const std::string& prefix) {
@@ -187,6 +248,23 @@ void Cluster::start(uint64_t id) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Under libfaketime: the environment with LD_PRELOAD and FAKETIME (a rate like "x0.9" uses
+  // a decimal point, which libfaketime reads in the C locale).
+  std::vector<std::string> env;
+  std::vector<char*> envp;
+  if (!n.faketime.empty()) {
+    if (config_.libfaketime.empty()) throw std::runtime_error("a node under faketime, but libfaketime is missing");
+    for (char** e = environ; *e; ++e) {
+      std::string v = *e;
+      if (v.rfind("LD_PRELOAD=", 0) == 0 || v.rfind("FAKETIME", 0) == 0 || v.rfind("LC_ALL=", 0) == 0) continue;
+      env.push_back(v);
+    }
+    env.push_back("LD_PRELOAD=" + config_.libfaketime);
+    env.push_back("FAKETIME=" + n.faketime);
+    env.push_back("LC_ALL=C");
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
   std::string nsPath = "/run/netns/" + n.ns;
   // Everything the child needs is prepared before fork (no allocation after it).
   int nsFd = open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
@@ -197,8 +275,9 @@ void Cluster::start(uint64_t id) {
     throw std::runtime_error("cannot open " + n.logPath);
   }
   char banner[200];
-  int len = snprintf(banner, sizeof banner, "---- nemesis: start %u of n%llu ----\n", n.starts + 1,
-                     (unsigned long long)id);
+  int len = snprintf(banner, sizeof banner, "---- nemesis: start %u of n%llu%s%s%s ----\n", n.starts + 1,
+                     (unsigned long long)id, n.faketime.empty() ? "" : " under faketime '", n.faketime.c_str(),
+                     n.faketime.empty() ? "" : "'");
   if (write(logFd, banner, size_t(len)) < 0) {
   }
   pid_t parent = getpid();
@@ -221,7 +300,8 @@ void Cluster::start(uint64_t id) {
     dup2(logFd, 2);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
-    execv(argv[0], argv.data());
+    if (!envp.empty()) execve(argv[0], argv.data(), envp.data());
+    else execv(argv[0], argv.data());
     _exit(125);
   }
   close(nsFd);

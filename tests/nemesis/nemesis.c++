@@ -2,7 +2,8 @@
 //
 //   keel-nemesis --server build/apps/keel-server --out DIR --time 60 --nodes 3 --seed 7
 //                [--faults partition-one,kill-leader,...|all] [--interval-ms 3000]
-//                [--control ack-before-persist|stale-reads] [--attempts N]
+//                [--read-mode readindex|lease] [--skew-percent P]
+//                [--control ack-before-persist|stale-reads|lease-slow-clock] [--attempts N]
 //
 // One run: make a cluster of N keel-server processes in their own network namespaces
 // (cluster.h), run the register and set workloads (workload.h) while the nemesis injects a
@@ -42,14 +43,29 @@ namespace {
 const std::vector<std::string> kAllFaults = {
     "partition-one", "partition-leader", "partition-half", "partition-ring", "partition-oneway",
     "kill-one",      "kill-minority",    "kill-leader",    "kill-all",       "pause",
-    "restart",       "membership",       "transfer"};
+    "restart",       "membership",       "transfer",       "skew"};
+
+// Clock skew only matters to lease reads: `all` includes it with --read-mode lease only.
+std::vector<std::string> allFaults(const std::string& readMode) {
+  std::vector<std::string> v;
+  for (auto& f : kAllFaults)
+    if (f != "skew" || readMode == "lease") v.push_back(f);
+  return v;
+}
+
+// The lease-slow-clock control: node 1's clock runs at this rate (far beyond any drift bound).
+constexpr double kSlowClockRate = 0.2;
 
 struct Args {
   std::string server, out, prefix, control;
+  std::string readMode = "readindex";  // --read-mode, passed to every server
+  bool readModeGiven = false;
+  uint32_t skewPercent = 9;  // the skew fault's rate: 1 + P/100 times real time, or its inverse
   int nodes = 3;
   int time = 60;
   uint64_t seed = 1;
-  std::vector<std::string> faults = kAllFaults;
+  std::vector<std::string> faults;  // resolved after parsing (`all` depends on --read-mode)
+  std::string faultsSpec = "all";
   uint32_t intervalMs = 3000;
   uint32_t postHealS = 6;
   int attempts = 1;
@@ -302,7 +318,95 @@ class Run {
   std::optional<kj::AsyncIoContext> io_;
   std::map<std::string, uint64_t> injected_;
   std::vector<std::string> crashes_;
+
+  // ---- Clock skew ----
+  // A node's monotonic clock and tick counter (keel_monotonic_clock_seconds and
+  // keel_ticks_total of its /metrics) at a moment of the run's clock.
+  struct TickSample {
+    bool ok = false;
+    double clock = 0;
+    uint64_t ticks = 0;
+    int64_t ns = 0;
+  };
+  TickSample tickSample(uint64_t id, uint32_t withinMs);
+  // Checks that a node under faketime ran at the rate asked for (its monotonic clock against
+  // the run's between two samples); logs it and keeps it for the summary.
+  void checkSkew(uint64_t id, double rate, const TickSample& a, const TickSample& b);
+  void restartWithClock(uint64_t id, const std::string& faketime);
+  // Transfers leadership to `v` (up to three tries); true once it leads.
+  bool makeLeader(uint64_t v, const std::string& kind);
+  std::vector<std::string> skewChecks_;
+  int skewNotInEffect_ = 0;
+  uint64_t slowNode_ = 0;  // lease-slow-clock: the node whose clock runs far too slow
+  uint32_t tickMs_ = 50;   // the servers' --tick-ms
 };
+
+Run::TickSample Run::tickSample(uint64_t id, uint32_t withinMs) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(withinMs);
+  while (std::chrono::steady_clock::now() < end) {
+    auto& n = cluster_->node(id);
+    if (!n.pid || n.paused) break;
+    int64_t t0 = nowNs();
+    auto body = httpGet(n.http, "/metrics", 500);
+    int64_t t1 = nowNs();
+    size_t at = body ? body->find("\nkeel_ticks_total ") : std::string::npos;
+    size_t clock = body ? body->find("\nkeel_monotonic_clock_seconds ") : std::string::npos;
+    if (at != std::string::npos && clock != std::string::npos) {
+      TickSample s;
+      s.ok = true;
+      s.ticks = std::strtoull(body->c_str() + at + 18, nullptr, 10);
+      s.clock = std::strtod(body->c_str() + clock + 30, nullptr);
+      s.ns = t0 + (t1 - t0) / 2;
+      return s;
+    }
+    sleepMs(100);
+  }
+  return {};
+}
+
+void Run::checkSkew(uint64_t id, double rate, const TickSample& a, const TickSample& b) {
+  char line[200];
+  if (!a.ok || !b.ok || b.ns - a.ns < 500'000'000) {
+    snprintf(line, sizeof line, "n%llu at x%.3f: not measured (its /metrics did not answer)", (unsigned long long)id, rate);
+  } else {
+    double real = double(b.ns - a.ns) / 1e9;
+    double measured = (b.clock - a.clock) / real;
+    // Its ticks (a follower's lag behind its clock on a loaded machine: they only come later).
+    double ticks = double(b.ticks - a.ticks) * double(tickMs_) / 1e3 / real;
+    // In effect when closer to the rate asked for than to the real one (the two samples'
+    // moments are known to a few milliseconds).
+    bool inEffect = std::abs(measured - rate) < std::abs(rate - 1) / 2;
+    if (!inEffect) ++skewNotInEffect_;
+    snprintf(line, sizeof line, "n%llu at x%.3f: its clock ran at %.3f of real time over %.1f s (its ticks at %.3f)%s",
+             (unsigned long long)id, rate, measured, real, ticks, inEffect ? "" : " (NOT IN EFFECT)");
+  }
+  skewChecks_.push_back(line);
+  note(std::string("  ") + line);
+}
+
+bool Run::makeLeader(uint64_t v, const std::string& kind) {
+  for (int attempt = 0; attempt < 3 && leader() != v; ++attempt) {
+    auto r = admin([&](Client& c) { return c.transferLeadership(v); });
+    note("  " + kind + ": transfer to n" + std::to_string(v) + ": " + (r.ok() ? "now n" + std::to_string(r.value) : r.detail));
+    for (int i = 0; i < 10 && leader() != v; ++i) sleepMs(100);
+    if (leader() != v) {
+      // (A deposed leader that has not heard of the new term yet answers a transfer to itself.)
+      std::string st;
+      for (uint64_t id : cluster_->ids()) {
+        auto s = status(id, 500);
+        st += " n" + std::to_string(id) + " " + (s ? s->role + " term " + std::to_string(s->term) : "(no answer)");
+      }
+      note("  n" + std::to_string(v) + " does not lead:" + st);
+    }
+  }
+  return leader() == v;
+}
+
+void Run::restartWithClock(uint64_t id, const std::string& faketime) {
+  cluster_->stop(id);
+  cluster_->node(id).faketime = faketime;
+  cluster_->start(id);
+}
 
 std::function<void()> Run::inject(const std::string& kind) {
   int n = cluster_->size();
@@ -317,6 +421,8 @@ std::function<void()> Run::inject(const std::string& kind) {
     for (uint64_t x : v) s += (s.empty() ? "n" : ",n") + std::to_string(x);
     return s;
   };
+  // lease-slow-clock: the node with the slow clock is made the leader first.
+  if (kind == "partition-leader" && slowNode_) makeLeader(slowNode_, kind);
   if (kind == "partition-one" || kind == "partition-leader") {
     uint64_t v = kind == "partition-leader" ? leader() : 0;
     if (!v) v = pick();
@@ -410,6 +516,44 @@ std::function<void()> Run::inject(const std::string& kind) {
     if (alsoKilled) return restartAll({alsoKilled});
     return nullptr;
   }
+  if (kind == "skew") {
+    // Restart a node with its clock running faster or slower than real time, within the drift
+    // the lease allows, and put it where its clock matters (half the time each):
+    //  - slow: it becomes the leader (a transfer) and is cut off from the others; its lease,
+    //    measured by its slow clock, must end before they can elect another leader;
+    //  - fast: the leader is cut off; the fast node's election timeout ends first.
+    uint64_t v = pick();
+    bool slow = rng_() % 2;
+    double f = 1 + args_.skewPercent / 100.0;
+    double rate = slow ? 1 / f : f;
+    char spec[32];
+    snprintf(spec, sizeof spec, "+0 x%.4f", rate);
+    restartWithClock(v, spec);
+    note(kind + ": n" + std::to_string(v) + " restarted under faketime '" + spec + "'");
+    TickSample a = tickSample(v, 3000);
+    if (slow) {
+      if (makeLeader(v, kind)) {
+        cluster_->cut({v}, others(v));
+        note("  n" + std::to_string(v) + " (slow clock) leads: isolated");
+      } else {
+        note("  n" + std::to_string(v) + " did not become the leader: no partition");
+      }
+    } else {
+      uint64_t l = waitLeader(3000);  // (there may be none yet if v led before its restart)
+      if (l && l != v) {
+        cluster_->cut({l}, others(l));
+        note("  leader n" + std::to_string(l) + " isolated (n" + std::to_string(v) + " has the fast clock)");
+      } else {
+        note(l ? "  n" + std::to_string(v) + " (fast clock) leads: no partition" : "  no leader: no partition");
+      }
+    }
+    return [this, v, rate, a]() {
+      checkSkew(v, rate, a, tickSample(v, 1000));
+      cluster_->heal();
+      restartWithClock(v, "");
+      note("  network healed, n" + std::to_string(v) + " restarted with the real clock");
+    };
+  }
   if (kind == "transfer") {
     auto vs = voters();
     uint64_t l = leader();
@@ -431,6 +575,8 @@ void Run::healAll() {
   cluster_->heal();
   for (uint64_t id : cluster_->ids()) {
     cluster_->resume(id);
+    // A skewed clock goes (not the control's slow clock: that is the defect under test).
+    if (!cluster_->node(id).faketime.empty() && id != slowNode_) restartWithClock(id, "");
     if (!cluster_->running(id)) cluster_->start(id);
   }
   // Every node a voter again (a membership change may have been cut short).
@@ -518,7 +664,7 @@ RunResult Run::go() {
   ServerConfig sc;
   sc.serverPath = args_.server;
   sc.outDir = out_;
-  sc.extraFlags = {"--snapshot-entries", "2000", "--request-timeout-ms", "2000"};
+  sc.extraFlags = {"--snapshot-entries", "2000", "--request-timeout-ms", "2000", "--read-mode", args_.readMode};
   if (args_.control == "ack-before-persist") {
     // No compaction: a snapshot written ahead of the lazily written entries would only make
     // the damaged node refuse to start, which is not what this control is about.
@@ -526,17 +672,34 @@ RunResult Run::go() {
                                                "--snapshot-entries", "100000000"});
   } else if (args_.control == "stale-reads") {
     sc.extraFlags.insert(sc.extraFlags.end(), {"--unsafe-test", "true", "--unsafe-test-stale-reads", "true"});
+  } else if (args_.control == "lease-slow-clock") {
+    // Heartbeats every tick and an election timeout of 20 ticks (1-2 s): the slow leader's
+    // heartbeats (every 250 ms of real time at x0.2) come well within the others' election
+    // timeout, and its lease of 17 ticks lasts 4.25 s of real time, while the others elect a
+    // new leader 1-2 s after a partition.
+    sc.extraFlags.insert(sc.extraFlags.end(), {"--heartbeat-ticks", "1"});
+    sc.electionTicks = 20;
   }
+  sc.libfaketime = findLibfaketime();
+  tickMs_ = sc.tickMs;
   note("run " + prefix_ + ": " + std::to_string(args_.nodes) + " nodes, " + std::to_string(args_.time) +
-       " s, seed " + std::to_string(seed_) + ", faults " + join(args_.faults) +
+       " s, seed " + std::to_string(seed_) + ", read mode " + args_.readMode + ", faults " + join(args_.faults) +
        (args_.control.empty() ? "" : ", CONTROL " + args_.control) + ", out " + out_);
   cluster_ = std::make_unique<Cluster>(prefix_, args_.nodes, sc);
   gCluster = cluster_.get();
   io_.emplace(kj::setupAsyncIo());
+  if (args_.control == "lease-slow-clock") {
+    slowNode_ = 1;
+    char spec[32];
+    snprintf(spec, sizeof spec, "+0 x%.2f", kSlowClockRate);
+    cluster_->node(slowNode_).faketime = spec;
+    note("CONTROL: n1's clock runs at x" + std::string(spec + 4) + ", far beyond the drift the lease allows");
+  }
   for (uint64_t id : cluster_->ids()) cluster_->start(id);
   uint64_t l = waitLeader(20000);
   if (!l) throw std::runtime_error("no leader within 20 s of the start; see " + out_ + "/n*.log");
   note("leader n" + std::to_string(l));
+  TickSample slowStart = slowNode_ ? tickSample(slowNode_, 3000) : TickSample{};
 
   WorkloadConfig wc;
   wc.addresses = cluster_->addresses();
@@ -544,6 +707,9 @@ RunResult Run::go() {
   wc.setWorkers = args_.setWorkers >= 0 ? args_.setWorkers : args_.nodes;
   wc.thinkMs = args_.thinkMs;
   wc.opTimeoutMs = args_.opTimeoutMs;
+  // lease-slow-clock: writes stuck at the isolated old leader give up soon and go to the new one,
+  // so that writes complete while the old leader still answers from its lease.
+  if (args_.control == "lease-slow-clock") wc.opTimeoutMs = std::min<uint32_t>(wc.opTimeoutMs, 1000);
   wc.seed = seed_;
   Workload workload(wc);
   std::atomic<bool> stop{false};
@@ -579,6 +745,7 @@ RunResult Run::go() {
     }
     sleepMs(args_.intervalMs / 2);
   }
+  if (slowNode_) checkSkew(slowNode_, kSlowClockRate, slowStart, tickSample(slowNode_, 1000));
   note("healing everything");
   healAll();
   healedAt = nowNs();
@@ -654,7 +821,13 @@ RunResult Run::go() {
                                     : "")
       << "\n"
       << "  convergence:    " << (converged ? "all nodes equal" : "NOT CONVERGED") << " (" << convergence << ")\n"
-      << "  server crashes: " << crashes_.size() << "\n";
+      << "  server crashes: " << crashes_.size() << "\n"
+      << "  read mode:      " << args_.readMode << "\n";
+  if (!skewChecks_.empty()) {
+    txt << "  clock skew:     " << skewChecks_.size() << " restarts under faketime, " << skewNotInEffect_
+        << " not in effect\n";
+    for (auto& s : skewChecks_) txt << "    " << s << "\n";
+  }
   for (auto& c : crashes_) txt << "    " << c << "\n";
   {
     // The checker's full report goes to check.txt; the summary shows its first lines.
@@ -688,6 +861,8 @@ RunResult Run::go() {
      << ",\"lostAcknowledgedAdds\":" << lost.size() << ",\"phantomAdds\":" << phantom.size()
      << ",\"finalRead\":" << (w.setFinalRead ? "true" : "false") << ",\"converged\":" << (converged ? "true" : "false")
      << ",\"okAfterHeal\":" << w.okAfterHeal << ",\"crashes\":" << crashes_.size()
+     << ",\"readMode\":" << jsonString(args_.readMode) << ",\"skewRestarts\":" << skewChecks_.size()
+     << ",\"skewNotInEffect\":" << skewNotInEffect_
      << ",\"violation\":" << (violation ? "true" : "false") << ",\"pass\":" << (rr.pass ? "true" : "false") << "}\n";
   std::ofstream(out_ + "/summary.txt") << txt.str();
   std::ofstream(out_ + "/summary.json") << js.str();
@@ -704,11 +879,12 @@ int usage(const char* why) {
   std::fprintf(stderr,
                "keel-nemesis: %s\n"
                "usage: keel-nemesis --server PATH --out DIR [--time S] [--nodes N] [--seed S]\n"
-               "         [--faults all|LIST] [--interval-ms MS] [--post-heal S] [--control ack-before-persist|stale-reads]\n"
+               "         [--faults all|LIST] [--interval-ms MS] [--post-heal S] [--read-mode readindex|lease]\n"
+               "         [--skew-percent P] [--control ack-before-persist|stale-reads|lease-slow-clock]\n"
                "         [--attempts N] [--register-workers N] [--set-workers N] [--think-ms MS] [--op-timeout-ms MS]\n"
                "         [--prefix knXXXX] [--keep-data]\n"
                "       keel-nemesis --cleanup PREFIX|all\n"
-               "faults: %s\n",
+               "faults: %s (skew needs --read-mode lease)\n",
                why, join(kAllFaults).c_str());
   return 2;
 }
@@ -743,20 +919,12 @@ int main(int argc, char** argv) {
       else if (f == "--keep-data") a.keepData = true;
       else if (f == "--cleanup") a.cleanup = val();
       else if (f == "--control") a.control = val();
-      else if (f == "--faults") {
-        std::string v = val();
-        a.faults.clear();
-        if (v == "all") a.faults = kAllFaults;
-        std::stringstream ss(v);
-        std::string item;
-        while (v != "all" && std::getline(ss, item, ',')) {
-          if (std::find(kAllFaults.begin(), kAllFaults.end(), item) == kAllFaults.end()) {
-            return usage(("unknown fault '" + item + "'").c_str());
-          }
-          a.faults.push_back(item);
-        }
-        if (a.faults.empty()) return usage("--faults: empty");
-      } else if (f == "--help" || f == "-h") {
+      else if (f == "--read-mode") {
+        a.readMode = val();
+        a.readModeGiven = true;
+      } else if (f == "--skew-percent") a.skewPercent = uint32_t(num());
+      else if (f == "--faults") a.faultsSpec = val();
+      else if (f == "--help" || f == "-h") {
         usage("fault tests of real keel-server processes");
         return 0;
       } else {
@@ -777,8 +945,38 @@ int main(int argc, char** argv) {
   }
   if (a.server.empty() || a.out.empty()) return usage("--server and --out are required");
   if (a.nodes < 3 || a.nodes > 5) return usage("--nodes: 3 to 5");
-  if (!a.control.empty() && a.control != "ack-before-persist" && a.control != "stale-reads") {
-    return usage("--control: ack-before-persist or stale-reads");
+  if (!a.control.empty() && a.control != "ack-before-persist" && a.control != "stale-reads" &&
+      a.control != "lease-slow-clock") {
+    return usage("--control: ack-before-persist, stale-reads or lease-slow-clock");
+  }
+  if (a.control == "lease-slow-clock") {
+    if (a.readModeGiven && a.readMode != "lease") return usage("--control lease-slow-clock is about --read-mode lease");
+    a.readMode = "lease";
+  }
+  if (a.readMode != "readindex" && a.readMode != "lease") return usage("--read-mode: readindex or lease");
+  if (a.skewPercent < 1 || a.skewPercent > 50) return usage("--skew-percent: 1 to 50");
+  if (a.faultsSpec == "all") {
+    a.faults = allFaults(a.readMode);
+  } else {
+    std::stringstream ss(a.faultsSpec);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (std::find(kAllFaults.begin(), kAllFaults.end(), item) == kAllFaults.end()) {
+        return usage(("unknown fault '" + item + "'").c_str());
+      }
+      if (item == "skew" && a.readMode != "lease") {
+        return usage("the skew fault is only meaningful with --read-mode lease (readindex does not depend on clocks)");
+      }
+      a.faults.push_back(item);
+    }
+  }
+  if (a.faults.empty()) return usage("--faults: empty");
+  bool needsFaketime = a.control == "lease-slow-clock" ||
+                       std::find(a.faults.begin(), a.faults.end(), "skew") != a.faults.end();
+  if (needsFaketime && findLibfaketime().empty()) {
+    std::fprintf(stderr, "keel-nemesis: the skew fault and the lease-slow-clock control need libfaketime "
+                         "(apt-get install faketime)\n");
+    return 2;
   }
   if (shell("iptables --version") != 0 || shell("ip -V") != 0) {
     std::fprintf(stderr, "keel-nemesis: needs iproute2 and iptables (apt-get install iproute2 iptables)\n");

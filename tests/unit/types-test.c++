@@ -109,6 +109,23 @@ TEST(Config, ValidateSaysWhatIsWrong) {
   c.readMode = ReadMode::Lease;
   c.checkQuorum = false;
   EXPECT_NE(c.validate().find("lease"), std::string::npos);
+  c.checkQuorum = true;
+  EXPECT_EQ(c.validate(), "");
+  // The lease: (electionTicks - 1) ticks shortened by the drift bound, at least one tick.
+  EXPECT_EQ(c.leaseTicks(), 8u);  // 9 * 100 / 110
+  c.maxClockDriftPercent = 0;
+  EXPECT_EQ(c.leaseTicks(), 9u);
+  c.maxClockDriftPercent = 50;
+  EXPECT_EQ(c.leaseTicks(), 6u);
+  c.electionTicks = 2;
+  c.heartbeatTicks = 1;
+  EXPECT_NE(c.validate().find("lease"), std::string::npos);
+  c.maxClockDriftPercent = 0;
+  EXPECT_EQ(c.validate(), "");
+  c.maxClockDriftPercent = 1001;
+  EXPECT_NE(c.validate().find("maxClockDriftPercent"), std::string::npos);
+  c.maxClockDriftPercent = 10;
+  c.electionTicks = 10;
   c.heartbeatTicks = 0;
   EXPECT_NE(c.validate().find("heartbeatTicks must be at least 1"), std::string::npos);
 }
