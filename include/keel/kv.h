@@ -72,11 +72,13 @@
 // SNAPSHOTS
 //
 // snapshot() writes the whole state in chunks of Options::snapshotChunkBytes:
-//   magic "KEELKV01"  clock:u64
+//   magic "KEELKV02"  clock:u64
 //   sessions:varint  (client:varint lastActive:varint ack:varint replies:varint
 //                     (seq:varint reply:bytes)*)*
 //   pairs:varint (key:bytes value:bytes)*
-//   checksum:u64 (FNV-1a of everything before it)
+//   checksum:u64 (XXH3-64, seed 0, of everything before it)
+// restore() also reads the older "KEELKV01" snapshots, whose checksum is the FNV-1a (64-bit) of
+// everything before it.
 #pragma once
 
 #include <keel/state-machine.h>

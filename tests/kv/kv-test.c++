@@ -228,6 +228,31 @@ TEST_F(Kv, RestoreRefusesForeignOrDamagedBytesAndKeepsState) {
   EXPECT_EQ(sm.size(), 0u);
 }
 
+// Snapshots end with an XXH3-64 under magic KEELKV02; those written before (KEELKV01, with an
+// FNV-1a) still restore, and a damaged one of either kind does not.
+TEST_F(Kv, RestoreReadsTheOlderFnvSnapshots) {
+  put("a", "1");
+  put("b", std::string(300, 'x'));
+  Collect sink;
+  sm.snapshot(sink);
+  std::string snap = sink.all();
+  ASSERT_EQ(snap.substr(0, 8), "KEELKV02");
+  std::string old = "KEELKV01" + snap.substr(8, snap.size() - 16);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : old) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  for (int i = 0; i < 8; ++i) old.push_back(char(h >> (8 * i)));
+  KvStateMachine other(options());
+  ASSERT_TRUE(other.restore(old));
+  EXPECT_EQ(other.data(), sm.data());
+  old[old.size() / 2] ^= 1;
+  EXPECT_FALSE(other.restore(old));
+  std::string xx = "KEELKV02" + old.substr(8);  // the FNV checksum under the new magic
+  EXPECT_FALSE(other.restore(xx));
+}
+
 // Two replicas given the same random commands agree on every reply and on their snapshots.
 TEST(KvDeterminism, SameCommandsSameStateAndReplies) {
   KvStateMachine::Options o;
