@@ -17,10 +17,54 @@ uint64_t wallMs() {
                       .count());
 }
 
-// Collects a state machine's snapshot chunks into one buffer.
-struct StringSink final : SnapshotSink {
-  std::string data;
-  void write(std::string_view chunk) override { data.append(chunk); }
+// Collects a state machine's snapshot chunks, then makes them one buffer with a single copy
+// (a growing string would hold up to twice the snapshot while it reallocates, and then be
+// copied again into the Bytes the log keeps).
+struct ChunkSink final : SnapshotSink {
+  std::vector<std::string> chunks;
+  size_t total = 0;
+  void write(std::string_view chunk) override {
+    if (chunk.empty()) return;
+    chunks.emplace_back(chunk);
+    total += chunk.size();
+  }
+  Bytes take() {
+    Bytes b = Bytes::uninitialized(total);
+    size_t at = 0;
+    for (std::string& c : chunks) {
+      memcpy(b.mutableData() + at, c.data(), c.size());
+      at += c.size();
+      std::string().swap(c);
+    }
+    chunks.clear();
+    return b;
+  }
+};
+
+// The durable log as the core sees it: every call goes to the log, but snapshot() returns
+// the metadata only. The core reads the snapshot just to send it to a follower (§7), and the
+// transport streams the bytes from the log itself (Node::sendSnapshot), so no copy of the
+// whole state is made for each send.
+class CoreLogView final : public Log {
+ public:
+  explicit CoreLogView(Log& log) : log_(log) {}
+  HardState hardState() const override { return log_.hardState(); }
+  Index firstIndex() const override { return log_.firstIndex(); }
+  Index lastIndex() const override { return log_.lastIndex(); }
+  Term term(Index i) const override { return log_.term(i); }
+  void entries(Index lo, Index hi, uint64_t maxBytes, std::vector<Entry>& out) const override {
+    log_.entries(lo, hi, maxBytes, out);
+  }
+  SnapshotMeta snapshotMeta() const override { return log_.snapshotMeta(); }
+  Snapshot snapshot() const override { return Snapshot{log_.snapshotMeta(), Bytes()}; }
+  void setHardState(const HardState& hs) override { log_.setHardState(hs); }
+  void append(std::span<const Entry> entries) override { log_.append(entries); }
+  void installSnapshot(const Snapshot& snapshot) override { log_.installSnapshot(snapshot); }
+  void compact(const Snapshot& snapshot) override { log_.compact(snapshot); }
+  void sync() override { log_.sync(); }
+
+ private:
+  Log& log_;
 };
 
 // Upper bounds (microseconds) of the fsync latency histogram.
@@ -105,7 +149,8 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   if (options_.unsafeTestStaleReads) {
     log("UNSAFE TEST MODE: serving every read from local state (--unsafe-test-stale-reads)");
   }
-  core_ = std::make_unique<Consensus>(cfg, *log_);
+  if (segmented_) coreView_ = std::make_unique<CoreLogView>(*log_);
+  core_ = std::make_unique<Consensus>(cfg, coreView_ ? *coreView_ : *log_);
   log("started: " + core_->membership().toString() + ", log " + toString(log_->firstIndex()) + ".." +
       toString(log_->lastIndex()) + ", term " + std::to_string(core_->term().value) +
       (options_.memoryLog ? " (memory log: NOT durable)" : ""));
@@ -297,11 +342,11 @@ void Node::maybeCompact(bool force) {
   if (meta.index <= have) return;
   if (!force && meta.index - have < options_.snapshotEntries) return;
   if (meta.index.value != applied_) return;  // the state machine must be exactly at meta.index
-  StringSink sink;
+  ChunkSink sink;
   sm_.snapshot(sink);
-  Snapshot snap{meta, Bytes(sink.data)};
+  Snapshot snap{meta, sink.take()};
   log_->compact(snap);
-  log("snapshot at " + toString(meta.index) + " (" + std::to_string(sink.data.size()) + " bytes); log now " +
+  log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes); log now " +
       toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
 }
 

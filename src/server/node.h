@@ -79,7 +79,7 @@ class Node final {
   std::string checkOrigin(wire::Origin::Reader origin, const char* what);
   std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages);
   // A snapshot fully received from a peer.
-  void deliverSnapshot(Message m, std::string data);
+  void deliverSnapshot(Message m, Bytes data);
   std::string addressOf(NodeId id) const;
   NodeId leader() const { return core_->leader(); }
   uint64_t maxMessageBytes() const { return options_.maxMessageBytes; }
@@ -131,6 +131,9 @@ class Node final {
   std::unique_ptr<Log> logOwner_;
   Log* log_ = nullptr;
   SegmentedLog* segmented_ = nullptr;  // log_ when durable
+  // What the core reads when the log is durable: log_, except that snapshot() leaves out the
+  // bytes (the core only puts them in a message; sendSnapshot streams them from the log).
+  std::unique_ptr<Log> coreView_;
   std::unique_ptr<Consensus> core_;
   std::mt19937_64 rng_;
 
