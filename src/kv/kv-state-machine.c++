@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <stdexcept>
 #include <memory>
 #include <new>
 
@@ -78,7 +80,48 @@ class ChunkWriter {
 
 }  // namespace
 
+namespace kv::detail {
+
+Record::Record(std::string_view key, std::string_view value) {
+  if (key.size() > UINT32_MAX || value.size() > UINT32_MAX - key.size())
+    throw std::length_error("KvStateMachine: a key and value of 4 GiB or more");
+  klen_ = uint32_t(key.size());
+  vlen_ = uint32_t(value.size());
+  char* p = inline_;
+  if (!isInline()) p = heap_ = static_cast<char*>(::operator new(key.size() + value.size()));
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  if (!value.empty()) std::memcpy(p + key.size(), value.data(), value.size());
+}
+
+void Record::setValue(std::string_view value) const {
+  size_t k = klen_;
+  if (value.size() > UINT32_MAX - k) throw std::length_error("KvStateMachine: a key and value of 4 GiB or more");
+  // Built aside first: `value` may point into this record.
+  if (k + value.size() <= kInline) {
+    char tmp[kInline];
+    std::memcpy(tmp, base(), k);
+    if (!value.empty()) std::memcpy(tmp + k, value.data(), value.size());
+    if (!isInline()) ::operator delete(heap_);
+    std::memcpy(inline_, tmp, k + value.size());
+  } else {
+    char* p = static_cast<char*>(::operator new(k + value.size()));
+    std::memcpy(p, base(), k);
+    std::memcpy(p + k, value.data(), value.size());
+    if (!isInline()) ::operator delete(heap_);
+    heap_ = p;
+  }
+  vlen_ = uint32_t(value.size());
+}
+
+}  // namespace kv::detail
+
 KvStateMachine::KvStateMachine(Options options) : options_(options) {}
+
+std::map<std::string, std::string, std::less<>> KvStateMachine::data() const {
+  std::map<std::string, std::string, std::less<>> out;
+  for (const auto& r : data_) out.emplace_hint(out.end(), r.key(), r.value());
+  return out;
+}
 
 void KvStateMachine::advanceClock(uint64_t clockMs) {
   // Monotonic: a new leader whose clock is behind never moves time backwards.
@@ -158,8 +201,8 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       std::string_view value;
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
       auto it = data_.find(key);
-      if (it == data_.end()) data_.emplace(std::string(key), std::string(value));
-      else it->second.assign(value);
+      if (it == data_.end()) data_.emplace(key, value);
+      else it->setValue(value);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Delete: {
@@ -177,16 +220,16 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if ((flags & 2) && !r.bytes(value)) break;
       if (!r.done()) break;
       auto it = data_.find(key);
-      bool matches = (flags & 1) ? (it != data_.end() && it->second == expected) : it == data_.end();
+      bool matches = (flags & 1) ? (it != data_.end() && it->value() == expected) : it == data_.end();
       if (!matches) {
         std::string out = kv::replyStatus(Status::CompareFailed);
         out.push_back(it != data_.end() ? 1 : 0);
-        if (it != data_.end()) putBytes(out, it->second);
+        if (it != data_.end()) putBytes(out, it->value());
         return out;
       }
       if (flags & 2) {
-        if (it == data_.end()) data_.emplace(std::string(key), std::string(value));
-        else it->second.assign(value);
+        if (it == data_.end()) data_.emplace(key, value);
+        else it->setValue(value);
       } else if (it != data_.end()) {
         data_.erase(it);
       }
@@ -197,11 +240,11 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (!r.bytes(key) || !r.u64(raw) || !r.done()) break;
       int64_t delta = static_cast<int64_t>(raw), current = 0, sum;
       auto it = data_.find(key);
-      if (it != data_.end() && !parseInt64(it->second, current)) return kv::replyStatus(Status::NotInteger);
+      if (it != data_.end() && !parseInt64(it->value(), current)) return kv::replyStatus(Status::NotInteger);
       if (__builtin_add_overflow(current, delta, &sum)) return kv::replyStatus(Status::NotInteger);
       std::string value = std::to_string(sum);
-      if (it == data_.end()) data_.emplace(std::string(key), value);
-      else it->second = value;
+      if (it == data_.end()) data_.emplace(key, value);
+      else it->setValue(value);
       std::string out = kv::replyStatus(Status::Ok);
       putBytes(out, value);
       return out;
@@ -210,10 +253,10 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       std::string_view suffix;
       if (!r.bytes(key) || !r.bytes(suffix) || !r.done()) break;
       auto it = data_.find(key);
-      if (it == data_.end()) it = data_.emplace(std::string(key), std::string()).first;
-      it->second.append(suffix);
+      if (it == data_.end()) it = data_.emplace(key, std::string_view()).first;
+      it->setValue(std::string(it->value()) + std::string(suffix));
       std::string out = kv::replyStatus(Status::Ok);
-      putVarint(out, it->second.size());
+      putVarint(out, it->value().size());
       return out;
     }
     case Op::GetSet: {
@@ -223,11 +266,11 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       auto it = data_.find(key);
       if (it == data_.end()) {
         out.push_back(0);
-        data_.emplace(std::string(key), std::string(value));
+        data_.emplace(key, value);
       } else {
         out.push_back(1);
-        putBytes(out, it->second);
-        it->second.assign(value);
+        putBytes(out, it->value());
+        it->setValue(value);
       }
       return out;
     }
@@ -241,8 +284,8 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (!good || !r.done()) break;
       for (auto& [k, v] : pairs) {
         auto it = data_.find(k);
-        if (it == data_.end()) data_.emplace(std::string(k), std::string(v));
-        else it->second.assign(v);
+        if (it == data_.end()) data_.emplace(k, v);
+        else it->setValue(v);
       }
       return kv::replyStatus(Status::Ok);
     }
@@ -274,11 +317,11 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (present != (cond == static_cast<uint8_t>(kv::PutCondition::IfPresent))) {
         std::string out = kv::replyStatus(Status::CompareFailed);
         out.push_back(present ? 1 : 0);
-        if (present) putBytes(out, it->second);
+        if (present) putBytes(out, it->value());
         return out;
       }
-      if (present) it->second.assign(value);
-      else data_.emplace(std::string(key), std::string(value));
+      if (present) it->setValue(value);
+      else data_.emplace(key, value);
       return kv::replyStatus(Status::Ok);
     }
     default:
@@ -298,7 +341,7 @@ std::string KvStateMachine::query(std::string_view request) const {
     auto it = data_.find(key);
     if (it == data_.end()) return kv::replyStatus(Status::NotFound);
     std::string out = kv::replyStatus(Status::Ok);
-    putBytes(out, it->second);
+    putBytes(out, it->value());
     return out;
   }
   if (op == static_cast<uint8_t>(Op::Scan)) {
@@ -312,10 +355,10 @@ std::string KvStateMachine::query(std::string_view request) const {
     uint64_t n = 0;
     bool more = false;
     for (auto it = data_.lower_bound(start); it != data_.end(); ++it) {
-      if (!end.empty() && it->first >= end) break;
+      if (!end.empty() && it->key() >= end) break;
       if (n == limit) { more = true; break; }
-      putBytes(body, it->first);
-      putBytes(body, it->second);
+      putBytes(body, it->key());
+      putBytes(body, it->value());
       ++n;
     }
     std::string out = kv::replyStatus(Status::Ok);
@@ -334,7 +377,7 @@ std::string KvStateMachine::query(std::string_view request) const {
       if (!r.bytes(key)) return kv::replyStatus(Status::BadRequest);
       auto it = data_.find(key);
       out.push_back(it != data_.end() ? 1 : 0);
-      if (it != data_.end()) putBytes(out, it->second);
+      if (it != data_.end()) putBytes(out, it->value());
     }
     if (!r.done()) return kv::replyStatus(Status::BadRequest);
     return out;
@@ -367,9 +410,9 @@ void KvStateMachine::snapshot(SnapshotSink& sink) const {
     w.maybeFlush();
   }
   putVarint(b, data_.size());
-  for (const auto& [k, v] : data_) {
-    putBytes(b, k);
-    putBytes(b, v);
+  for (const auto& r : data_) {
+    putBytes(b, r.key());
+    putBytes(b, r.value());
     w.maybeFlush();
   }
   w.finish();
@@ -407,11 +450,11 @@ bool KvStateMachine::restore(std::string_view snapshot) {
   }
   uint64_t nPairs;
   if (!r.varint(nPairs)) return false;
-  std::map<std::string, std::string, std::less<>> data;
+  std::set<kv::detail::Record, kv::detail::RecordLess> data;
   for (uint64_t i = 0; i < nPairs; ++i) {
     std::string_view k, v;
     if (!r.bytes(k) || !r.bytes(v)) return false;
-    data.emplace_hint(data.end(), std::string(k), std::string(v));
+    data.emplace_hint(data.end(), k, v);
   }
   if (!r.done()) return false;
   clock_ = clock;

@@ -81,6 +81,36 @@ TEST_F(Kv, PutGetDelete) {
   EXPECT_EQ(sm.size(), 1u);
 }
 
+// A key and its value share one record: inline while they fit in 32 bytes together, else on
+// the heap; a value that grows or shrinks moves between the two.
+TEST_F(Kv, ValuesMoveBetweenInlineAndHeapStorageIntact) {
+  static_assert(sizeof(kv::detail::Record) == 40);
+  std::string longKey(40, 'k'), big(1000, 'b');
+  EXPECT_TRUE(put("k", "0123456789abcdef").ok());  // 1 + 16: inline
+  EXPECT_TRUE(put(longKey, "v").ok());             // 41: heap
+  EXPECT_TRUE(put("k", big).ok());                 // inline -> heap
+  EXPECT_EQ(get("k").value, big);
+  EXPECT_TRUE(put("k", "small").ok());             // heap -> inline
+  EXPECT_EQ(get("k").value, "small");
+  EXPECT_TRUE(put(longKey, "").ok());
+  EXPECT_EQ(get(longKey).value, "");
+  EXPECT_EQ(get(longKey).status, Status::Ok);
+  // APPEND grows a value across the boundary (31 bytes inline, then 32 + 1 on the heap).
+  for (int i = 0; i < 40; ++i) {
+    Reply r;
+    ASSERT_TRUE(kv::decodeReply(Op::Append, sm.apply(Index{++index}, kv::encodeAppend({}, "a", "x")), r));
+    EXPECT_EQ(r.count, uint64_t(i + 1));
+  }
+  EXPECT_EQ(get("a").value, std::string(40, 'x'));
+  auto all = sm.data();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all.at("k"), "small");
+  // A copy of the machine (its records copied) is equal and independent.
+  KvStateMachine copy = sm;
+  EXPECT_TRUE(put("k", big).ok());
+  EXPECT_EQ(copy.data().at("k"), "small");
+}
+
 TEST_F(Kv, CompareAndSet) {
   // Expected absent: create only.
   EXPECT_TRUE(cas("k", std::nullopt, "v1").ok());
