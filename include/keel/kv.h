@@ -235,6 +235,9 @@ class KvStateMachine final : public StateMachine {
   std::string query(std::string_view request) const override;
   void snapshot(SnapshotSink& sink) const override;
   bool restore(std::string_view snapshot) override;
+  // Parses the snapshot as it arrives (KEELKV02 only; an older one fails finish(), and the
+  // caller restores it whole).
+  std::unique_ptr<SnapshotRestore> beginRestore() override;
 
   // ---- Inspection (tests, status) ----
   size_t size() const noexcept { return data_.size(); }
@@ -251,6 +254,7 @@ class KvStateMachine final : public StateMachine {
     std::map<uint64_t, std::string> replies;  // seq -> reply, for seq >= ack
   };
 
+  friend class KvRestore;
   std::string applyWrite(kv::Op op, std::string_view body, bool& ok);
   void advanceClock(uint64_t clockMs);
   void touch(uint64_t client, Session& s);

@@ -464,4 +464,147 @@ bool KvStateMachine::restore(std::string_view snapshot) {
   return true;
 }
 
+// Parses a KEELKV02 snapshot item by item as its bytes arrive. An item (the header, a session,
+// a cached reply, a pair, ...) that straddles two writes is completed in `pending_` from the
+// front of the next write only, so the bulk of the bytes is parsed where it arrived, without
+// a copy. Corrupt bytes look like an item that never completes: finish() then fails.
+class KvRestore final : public SnapshotRestore {
+ public:
+  explicit KvRestore(KvStateMachine& sm) : sm_(sm), hash_(XXH3_createState(), XXH3_freeState) {
+    if (!hash_) throw std::bad_alloc();
+    XXH3_64bits_reset(hash_.get());
+  }
+
+  void write(std::string_view in) override {
+    if (bad_) return;
+    while (!pending_.empty() && !in.empty()) {
+      // Complete the straddling item with as little of `in` as it takes (doubling).
+      size_t old = pending_.size(), take = std::min(in.size(), std::max<size_t>(4096, old));
+      pending_.append(in.substr(0, take));
+      size_t used = 0;
+      Step st = step(pending_, used);
+      if (st == Step::Bad) return fail();
+      if (st == Step::More) {
+        in.remove_prefix(take);
+        continue;
+      }
+      hash(std::string_view(pending_).substr(0, used));
+      // What of `in` the item did not use is parsed from `in` itself.
+      size_t fromIn = used - old;
+      pending_.clear();
+      in.remove_prefix(fromIn);
+    }
+    if (bad_ || in.empty()) return;
+    size_t at = 0;
+    while (at < in.size()) {
+      size_t used = 0;
+      Step st = step(in.substr(at), used);
+      if (st == Step::Bad) return fail();
+      if (st == Step::More) break;
+      at += used;
+    }
+    hash(in.substr(0, at));
+    pending_.append(in.substr(at));
+  }
+
+  bool finish() override {
+    if (bad_ || stage_ != Stage::Done || pending_.size() != 8) return false;
+    Reader r(pending_);
+    uint64_t sum;
+    return r.u64(sum) && sum == XXH3_64bits_digest(hash_.get()) && (finished_ = true);
+  }
+
+  void apply() override {
+    if (!finished_ || applied_) throw std::logic_error("SnapshotRestore::apply: not a finished, checked snapshot");
+    applied_ = true;
+    sm_.clock_ = clock_;
+    sm_.sessions_ = std::move(sessions_);
+    sm_.byActivity_ = std::move(byActivity_);
+    sm_.data_ = std::move(data_);
+  }
+
+ private:
+  enum class Step { Ok, More, Bad };
+  enum class Stage { Header, Session, Reply, PairCount, Pair, Done };
+
+  void fail() {
+    bad_ = true;
+    pending_.clear();
+  }
+  void hash(std::string_view b) {
+    if (!b.empty()) XXH3_64bits_update(hash_.get(), b.data(), b.size());
+  }
+
+  // Parses one item from the front of `in`: Ok (and `used` bytes), More (incomplete), Bad.
+  Step step(std::string_view in, size_t& used) {
+    Reader r(in);
+    switch (stage_) {
+      case Stage::Header: {
+        if (in.size() < kMagic.size()) return Step::More;
+        if (in.substr(0, kMagic.size()) != kMagic) return Step::Bad;  // KEELKV01 too: restore() reads those
+        Reader h(in.substr(kMagic.size()));
+        uint64_t clock, n;
+        if (!h.u64(clock) || !h.varint(n)) return Step::More;
+        clock_ = clock;
+        sessionsLeft_ = n;
+        used = in.size() - h.remaining();
+        stage_ = n ? Stage::Session : Stage::PairCount;
+        return Step::Ok;
+      }
+      case Stage::Session: {
+        uint64_t id, nReplies;
+        Session s;
+        if (!r.varint(id) || !r.varint(s.lastActive) || !r.varint(s.ack) || !r.varint(nReplies)) return Step::More;
+        byActivity_.insert({s.lastActive, id});
+        current_ = &sessions_.emplace(id, std::move(s)).first->second;
+        repliesLeft_ = nReplies;
+        --sessionsLeft_;
+        stage_ = nReplies ? Stage::Reply : sessionsLeft_ ? Stage::Session : Stage::PairCount;
+        break;
+      }
+      case Stage::Reply: {
+        uint64_t seq;
+        std::string_view reply;
+        if (!r.varint(seq) || !r.bytes(reply)) return Step::More;
+        current_->replies.emplace(seq, std::string(reply));
+        --repliesLeft_;
+        stage_ = repliesLeft_ ? Stage::Reply : sessionsLeft_ ? Stage::Session : Stage::PairCount;
+        break;
+      }
+      case Stage::PairCount: {
+        uint64_t n;
+        if (!r.varint(n)) return Step::More;
+        pairsLeft_ = n;
+        stage_ = n ? Stage::Pair : Stage::Done;
+        break;
+      }
+      case Stage::Pair: {
+        std::string_view k, v;
+        if (!r.bytes(k) || !r.bytes(v)) return Step::More;
+        data_.emplace_hint(data_.end(), k, v);
+        stage_ = --pairsLeft_ ? Stage::Pair : Stage::Done;
+        break;
+      }
+      case Stage::Done:
+        return Step::More;  // the checksum: finish() reads it
+    }
+    used = in.size() - r.remaining();
+    return Step::Ok;
+  }
+
+  using Session = KvStateMachine::Session;
+  KvStateMachine& sm_;
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash_;
+  std::string pending_;
+  Stage stage_ = Stage::Header;
+  bool bad_ = false, finished_ = false, applied_ = false;
+  uint64_t clock_ = 0, sessionsLeft_ = 0, repliesLeft_ = 0, pairsLeft_ = 0;
+  Session* current_ = nullptr;
+  std::map<uint64_t, Session> sessions_;
+  std::set<std::pair<uint64_t, uint64_t>> byActivity_;
+  std::set<kv::detail::Record, kv::detail::RecordLess> data_;
+};
+
+std::unique_ptr<SnapshotRestore> KvStateMachine::beginRestore() { return std::make_unique<KvRestore>(*this); }
+
 }  // namespace keel

@@ -207,10 +207,14 @@ void Node::process() {
   bool wrote = false;
   if (rd.snapshot) {
     log_->installSnapshot(*rd.snapshot);
-    if (!sm_.restore(rd.snapshot->data.view()) && !rd.snapshot->data.empty()) {
+    const SnapshotMeta& meta = rd.snapshot->meta;
+    if (received_.restore && received_.index == meta.index && received_.term == meta.term) {
+      received_.restore->apply();  // parsed while it streamed in
+    } else if (!sm_.restore(rd.snapshot->data.view()) && !rd.snapshot->data.empty()) {
       log("FATAL: a snapshot from the leader is not one of this state machine");
       std::abort();
     }
+    received_ = {};
     applied_ = rd.snapshot->meta.index.value;
     wrote = true;
   }

@@ -28,6 +28,9 @@ class SinkImpl final : public wire::SnapshotSink::Server {
  public:
   SinkImpl(Node& node, Message m, uint64_t size) : node_(node), message_(std::move(m)), size_(size) {
     if (node_.segmented_) receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
+    // The state machine parses the snapshot as it arrives (if it can), so that installing it
+    // later costs little.
+    restore_ = node_.sm_.beginRestore();
   }
   kj::Promise<void> write(WriteContext context) override {
     auto chunk = context.getParams().getChunk();
@@ -38,6 +41,7 @@ class SinkImpl final : public wire::SnapshotSink::Server {
       if (data_.size() != size_) data_ = Bytes::uninitialized(size_);  // first chunk
       if (chunk.size()) memcpy(data_.mutableData() + received_, chunk.begin(), chunk.size());
     }
+    if (restore_) restore_->write(std::string_view(reinterpret_cast<const char*>(chunk.begin()), chunk.size()));
     received_ += chunk.size();
     return kj::READY_NOW;
   }
@@ -45,7 +49,8 @@ class SinkImpl final : public wire::SnapshotSink::Server {
     bool ok = received_ == size_ && !delivered_;
     if (ok) {
       delivered_ = true;
-      node_.deliverSnapshot(std::move(message_), receiver_ ? receiver_->finish() : std::move(data_));
+      if (restore_ && !restore_->finish()) restore_ = nullptr;  // restore() of the whole will judge it
+      node_.deliverSnapshot(std::move(message_), receiver_ ? receiver_->finish() : std::move(data_), std::move(restore_));
     }
     context.getResults().setOk(ok);
     return kj::READY_NOW;
@@ -58,6 +63,7 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   uint64_t received_ = 0;
   Bytes data_;
   std::unique_ptr<SegmentedLog::SnapshotReceiver> receiver_;
+  std::unique_ptr<SnapshotRestore> restore_;
   bool delivered_ = false;
 };
 
@@ -215,11 +221,12 @@ std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message
   return "";
 }
 
-void Node::deliverSnapshot(Message m, Bytes data) {
+void Node::deliverSnapshot(Message m, Bytes data, std::unique_ptr<SnapshotRestore> restore) {
   if (stopping_) return;
   auto snap = std::make_shared<Snapshot>(*m.snapshot);
   snap->data = std::move(data);
   m.snapshot = snap;
+  if (restore) received_ = ReceivedRestore{snap->meta.index, snap->meta.term, std::move(restore)};
   log("received snapshot at " + toString(snap->meta.index) + " (" + std::to_string(snap->data.size()) + " bytes) from n" +
       std::to_string(m.from.value));
   try {
@@ -227,6 +234,10 @@ void Node::deliverSnapshot(Message m, Bytes data) {
   } catch (const std::invalid_argument& e) {
     log(std::string("refused a snapshot: ") + e.what());
   }
+  // The core keeps a snapshot it will install (§7); one it ignored (it had the entries) is not
+  // kept, and neither is the state parsed from it.
+  m.snapshot.reset();
+  if (snap.use_count() == 1 && received_.restore && received_.index == snap->meta.index) received_ = {};
   kick();
 }
 

@@ -283,6 +283,59 @@ TEST_F(Kv, RestoreReadsTheOlderFnvSnapshots) {
   EXPECT_FALSE(other.restore(xx));
 }
 
+// A snapshot restored as it streams in, cut anywhere, gives the state restore() gives; damaged
+// or older bytes fail finish() and change nothing.
+TEST_F(Kv, StreamedRestoreEqualsWholeRestoreWhereverTheBytesAreCut) {
+  uint64_t c = registerSession();
+  for (int i = 0; i < 300; ++i)
+    put("key" + std::to_string(i), std::string(i % 7 == 0 ? 5000 : 20, char('a' + i % 26)), {c, uint64_t(i + 1), 1});
+  Collect sink;
+  sm.snapshot(sink);
+  std::string snap = sink.all();
+  KvStateMachine whole(options());
+  ASSERT_TRUE(whole.restore(snap));
+  for (size_t piece : {size_t(1), size_t(3), size_t(7), size_t(100), size_t(4096), size_t(10000), snap.size()}) {
+    KvStateMachine other(options());
+    auto r = other.beginRestore();
+    ASSERT_TRUE(r);
+    for (size_t at = 0; at < snap.size(); at += piece) r->write(std::string_view(snap).substr(at, piece));
+    EXPECT_EQ(other.size(), 0u) << "nothing changes before apply()";
+    ASSERT_TRUE(r->finish()) << "pieces of " << piece;
+    r->apply();
+    EXPECT_EQ(other.data(), whole.data()) << piece;
+    EXPECT_EQ(other.clock(), whole.clock());
+    EXPECT_TRUE(other.hasSession(c));
+    Collect again;
+    other.snapshot(again);
+    EXPECT_EQ(again.all(), snap) << piece;
+  }
+  // Damaged anywhere, truncated, or with bytes after the checksum: finish() fails.
+  for (size_t flip : {size_t(3), size_t(20), snap.size() / 2, snap.size() - 3}) {
+    std::string bad = snap;
+    bad[flip] ^= 0x40;
+    KvStateMachine other(options());
+    auto r = other.beginRestore();
+    r->write(bad.substr(0, bad.size() / 3));
+    r->write(bad.substr(bad.size() / 3));
+    EXPECT_FALSE(r->finish()) << flip;
+    EXPECT_THROW(r->apply(), std::logic_error);
+  }
+  for (std::string bad : {snap.substr(0, snap.size() - 1), snap + "x", std::string("KEELKV01") + snap.substr(8)}) {
+    KvStateMachine other(options());
+    auto r = other.beginRestore();
+    r->write(bad);
+    EXPECT_FALSE(r->finish());
+  }
+  KvStateMachine empty(options());
+  Collect e;
+  empty.snapshot(e);
+  auto r = sm.beginRestore();
+  r->write(e.all());
+  ASSERT_TRUE(r->finish());
+  r->apply();
+  EXPECT_EQ(sm.size(), 0u);
+}
+
 // Two replicas given the same random commands agree on every reply and on their snapshots.
 TEST(KvDeterminism, SameCommandsSameStateAndReplies) {
   KvStateMachine::Options o;
