@@ -19,7 +19,8 @@
 #   bench/compare-recovery.sh [--gib 1] [--value-kib 64] [--reps 3] [--write-docs]
 #
 # --write-docs replaces the W5 section of docs/benchmarks.md with this run's output.
-# Ports: 127.0.0.1:27401-27404 (peers and clients), 27411-27414 (RESP); KEEL_W5_PORT moves them.
+# Ports: 127.0.0.1:27401-27409 (peers and clients: 3 nodes and one new node per repetition, so
+# at most 6 repetitions), 27411-27419 (RESP); KEEL_W5_PORT moves them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --gib) gib=$2; shift 2 ;;
     --value-kib) value_kib=$2; shift 2 ;;
-    --reps) reps=$2; shift 2 ;;
+    --reps) reps=$2; [ "$reps" -ge 1 ] && [ "$reps" -le 6 ] || { echo "--reps: 1 to 6" >&2; exit 2; }; shift 2 ;;
     --write-docs) write_docs=1; shift ;;
     *) sed -n '2,24p' "$0" >&2; exit 2 ;;
   esac
@@ -81,7 +82,7 @@ stop_node() {  # graceful (SIGTERM): the node finishes its sync and exits
 }
 leader() {
   local i
-  for i in 1 2 3 4; do
+  for i in 1 2 3; do
     [ -n "${node_pid[$i]:-}" ] || continue
     if timeout 2 redis-cli -p "$(rport "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then
       echo "$i"
@@ -102,12 +103,10 @@ wait_leader() {
   echo "compare-recovery: no leader" >&2
   exit 1
 }
-# One field of node I's status (keel status --json on that node alone).
+# One field (commit, applied, role, ...) of node I's INFO on its RESP port: cheap enough to poll
+# while the machine's two cores are busy with the transfer.
 status_of() {
-  "$keel" --cluster "$(addr "$1")" --json --timeout 2000 status 2>/dev/null |
-    python3 -c 'import json,sys
-try: print(json.load(sys.stdin)[0].get(sys.argv[1], ""))
-except Exception: print("")' "$2"
+  timeout 2 redis-cli -p "$(rport "$1")" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_mb() { awk '/^VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -174,7 +173,10 @@ echo "  restart (log, warm): $restart_warm s" >&2
 snap_s=()
 for i in 1 2 3; do
   t0=$(now_ms)
+  rm -f "$work/n$i/snapshot"  # (none yet: the log was never compacted)
   "$keel" --timeout 600000 snapshot "$(addr "$i")" >/dev/null
+  # The call returns once the log has the snapshot; its file is written right after.
+  for _ in $(seq 6000); do [ -f "$work/n$i/snapshot" ] && break; sleep 0.02; done
   t1=$(now_ms)
   snap_s+=("$(python3 -c "print('%.2f' % (($t1 - $t0) / 1000))")")
 done
@@ -189,40 +191,43 @@ restart_snap=$served_s
 echo "  restart (snapshot, cold): $restart_snap s" >&2
 
 # ---- Catch-up of a new node, REPS times, each beside a plain loop ----
-PEERS_ALL="$peers_flag,4=$(addr 4)"
+# Each repetition adds a node never seen before (ids 4, 5, ...): a new member, whose first
+# connection the leader opens at once (a re-added id would wait out the leader's reconnect
+# backoff to the old one).
 rows=()
 for r in $(seq "$reps"); do
+  n=$((3 + r))
   plain=$("$logbench" --dir "$work/plain" --plain-bytes 1048576 --seconds 1 --reps 3 |
     sed -n 's/.* plain_mbps=\([0-9.]*\).*/\1/p')
   rm -rf "$work/plain"
-  rm -rf "$work/n4" "$work/n4.log"
-  PEERS=$PEERS_ALL start_node 4 --join true
+  PEERS="$peers_flag,$n=$(addr "$n")" start_node "$n" --join true
   L=$(wait_leader)
   t0=$(now_ms)
-  "$keel" --cluster "$cluster" --timeout 600000 members add-learner 4 "$(addr 4)" >/dev/null
+  "$keel" --cluster "$cluster" --timeout 600000 members add-learner "$n" "$(addr "$n")" >/dev/null
   target=$(status_of "$L" commit)
   caught=""
-  for _ in $(seq 12000); do  # at most 10 minutes
-    a=$(status_of 4 applied)
+  for _ in $(seq 20000); do  # at most 10 minutes
+    a=$(status_of "$n" applied)
     if [ -n "$a" ] && [ "$a" -ge "$target" ]; then caught=1; break; fi
-    sleep 0.05
+    sleep 0.02
   done
-  [ -n "$caught" ] || { echo "compare-recovery: n4 never caught up" >&2; tail -20 "$work/n4.log" >&2; exit 1; }
+  [ -n "$caught" ] || { echo "compare-recovery: n$n never caught up" >&2; tail -20 "$work/n$n.log" >&2; exit 1; }
   t1=$(now_ms)
-  "$keel" --cluster "$cluster" --timeout 600000 members promote 4 >/dev/null
+  "$keel" --cluster "$cluster" --timeout 600000 members promote "$n" >/dev/null
   t2=$(now_ms)
-  rss4=$(rss_mb "${node_pid[4]}")
-  hwm4=$(hwm_mb "${node_pid[4]}")
+  rssn=$(rss_mb "${node_pid[$n]}")
+  hwmn=$(hwm_mb "${node_pid[$n]}")
   hwmL=$(hwm_mb "${node_pid[$L]}")
   row=$(python3 -c "
 t0, t1, t2, b, p = $t0, $t1, $t2, $snap_bytes, float('$plain')
 x = (t1 - t0) / 1000
 m = b / x / 1e6
 print('%.2f %.2f %.1f %.1f %.2f' % (x, (t2 - t0) / 1000, m, p, m / p))")
-  rows+=("$row $rss4 $hwm4 $hwmL")
-  echo "  catch-up $r: transfer/voter s, MB/s, plain MB/s, ratio: $row; n4 RSS $rss4 MB (peak $hwm4), leader peak $hwmL MB" >&2
-  "$keel" --cluster "$cluster" --timeout 60000 members remove 4 >/dev/null
-  stop_node 4
+  rows+=("$row $rssn $hwmn $hwmL")
+  echo "  catch-up $r (n$n): transfer/voter s, MB/s, plain MB/s, ratio: $row; RSS $rssn MB (peak $hwmn), leader peak $hwmL MB" >&2
+  "$keel" --cluster "$cluster" --timeout 60000 members remove "$n" >/dev/null
+  stop_node "$n"
+  rm -rf "$work/n$n"
 done
 
 report() {
