@@ -125,21 +125,42 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   }
   log_ = logOwner_.get();
 
-  // Restart: the state machine starts from the log's snapshot; the core replays the rest.
-  Snapshot snap = log_->snapshot();
-  if (snap.meta.index > Index{0} && !snap.data.empty()) {
-    if (!sm_.restore(snap.data.view())) {
+  // Restart: the state machine starts from the log's snapshot; the core replays the rest. From
+  // the durable log the snapshot streams from its file into the machine, 4 MiB at a time, when
+  // the machine can restore that way (no copy of the whole snapshot in memory).
+  SnapshotMeta snapMeta = log_->snapshotMeta();
+  bool restored = false;
+  if (segmented_ && snapMeta.index > Index{0}) {
+    auto src = segmented_->snapshotReader();
+    if (src->size() == 0) {
+      restored = true;
+    } else if (auto r = sm_.beginRestore()) {
+      std::string chunk;
+      for (uint64_t at = 0; at < src->size(); at += chunk.size()) {
+        chunk.resize(size_t(std::min<uint64_t>(4 << 20, src->size() - at)));
+        src->readInto(at, reinterpret_cast<uint8_t*>(chunk.data()), chunk.size());
+        r->write(chunk);
+      }
+      if (r->finish()) {
+        r->apply();
+        restored = true;
+      }
+    }
+  }
+  if (!restored && snapMeta.index > Index{0}) {
+    Snapshot snap = log_->snapshot();
+    if (!snap.data.empty() && !sm_.restore(snap.data.view())) {
       throw std::runtime_error("the snapshot in " + options_.dataDir + " is not one of this state machine");
     }
   }
-  applied_ = snap.meta.index.value;  // reads wait for applied_ >= their index
+  applied_ = snapMeta.index.value;  // reads wait for applied_ >= their index
   Config cfg;
   cfg.id = NodeId{options_.id};
   cfg.electionTicks = options_.electionTicks;
   cfg.heartbeatTicks = options_.heartbeatTicks;
   cfg.maxMessageBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
   cfg.maxEntryBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
-  cfg.applied = snap.meta.index;
+  cfg.applied = snapMeta.index;
   cfg.seed = rng_();
   if (options_.unsafeTestAckBeforePersist) {
     // Tests only: acknowledgements leave before the persist (see Fault::AckBeforePersist).

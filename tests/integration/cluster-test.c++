@@ -177,6 +177,23 @@ TEST(Cluster, ASnapshotCutMidTransferIsSentAgainAndArrivesWhole) {
   st = c.status(cluster.node(cluster.waitLeader(c)).address);
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(cluster.waitApplied(c, four, st.value.commit));
+  // Restarted, it restores its state from its own snapshot file (streamed into the machine).
+  ASSERT_TRUE(c.snapshot(cluster.node(four).address).ok());
+  std::this_thread::sleep_for(200ms);
+  int status = cluster.terminate(four);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  cluster.start(four);
+  std::thread([&, o]() {
+    Client one(o);
+    for (int i = 0; i < kKeys; i += 101) {
+      auto got = one.get("k" + std::to_string(i), Read::Stale);
+      ASSERT_TRUE(got.ok()) << i << ": " << got.detail;
+      EXPECT_EQ(got.value, value(i)) << i;
+    }
+    auto got = one.get("after", Read::Stale);
+    ASSERT_TRUE(got.ok()) << got.detail;
+    EXPECT_EQ(got.value, "1");
+  }).join();
 }
 
 // Sends raw calls to a node: a peer of another cluster, an unknown node, an oversized message.
