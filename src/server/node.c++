@@ -6,6 +6,9 @@
 
 #include <cstdio>
 #include <ctime>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 namespace keel::server {
 
@@ -371,6 +374,11 @@ void Node::maybeCompact(bool force) {
   sm_.snapshot(sink);
   Snapshot snap{meta, sink.take()};
   log_->compact(snap);
+#ifdef __GLIBC__
+  // The chunks were freed in the middle of the heap, among the state machine's records: give
+  // their pages back rather than keep a snapshot's worth of free memory resident.
+  malloc_trim(0);
+#endif
   log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes); log now " +
       toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
 }
