@@ -247,6 +247,12 @@ class SegmentedLog final : public Log {
   };
   std::unique_ptr<SnapshotReceiver> receiveSnapshot(const SnapshotMeta& meta, uint64_t size);
 
+  // Lets go of what the I/O thread has finished with: written write buffers, and the bytes of a
+  // snapshot once its file is written (from then on it is read from the file). Every write does
+  // this anyway; an owner that may go idle calls it now and then (the server: every tick).
+  // Returns true when it let go of a snapshot's bytes.
+  bool releaseWritten();
+
   const RecoveryReport& recoveryReport() const noexcept;
   const std::string& dir() const noexcept;
 

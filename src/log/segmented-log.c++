@@ -1089,6 +1089,13 @@ class SnapshotReaderImpl final : public SegmentedLog::SnapshotReader {
 };
 }  // namespace
 
+bool SegmentedLog::releaseWritten() {
+  Impl& m = *impl_;
+  bool held = m.snapInMemory;
+  m.retire();
+  return held && !m.snapInMemory;
+}
+
 std::shared_ptr<const SegmentedLog::SnapshotReader> SegmentedLog::snapshotReader() const {
   Impl& m = *impl_;
   m.retire();

@@ -374,13 +374,18 @@ void Node::maybeCompact(bool force) {
   sm_.snapshot(sink);
   Snapshot snap{meta, sink.take()};
   log_->compact(snap);
-#ifdef __GLIBC__
-  // The chunks were freed in the middle of the heap, among the state machine's records: give
-  // their pages back rather than keep a snapshot's worth of free memory resident.
-  malloc_trim(0);
-#endif
+  releaseFreeMemory();
   log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes); log now " +
       toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
+}
+
+void Node::releaseFreeMemory() {
+#ifdef __GLIBC__
+  // A snapshot's chunks and bytes are freed in the middle of the heap, among the state
+  // machine's records: give their pages back rather than keep a snapshot's worth of free
+  // memory resident.
+  malloc_trim(0);
+#endif
 }
 
 uint64_t Node::takeSnapshot() {
@@ -398,6 +403,8 @@ kj::Promise<void> Node::tickLoop() {
     }
     core_->tick();
     kick();
+    // A snapshot's bytes, held until the log has written them, go as soon as it has.
+    if (segmented_ && segmented_->releaseWritten()) releaseFreeMemory();
     return tickLoop();
   });
 }

@@ -110,6 +110,7 @@ class Node final {
   void applyCommitted(std::span<const Entry> committed);
   void serveReads();
   void maybeCompact(bool force);
+  void releaseFreeMemory();
   kj::Promise<void> tickLoop();
   kj::Promise<void> waitDurable(uint64_t seq);
   kj::Promise<ProposeOutcome> withTimeout(kj::Promise<ProposeOutcome> p, uint32_t timeoutMs);
