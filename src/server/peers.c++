@@ -263,7 +263,7 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
         " bytes) to n" + std::to_string(p.id.value));
     uint64_t gen = p.generation;
     // Chunks well inside the message limit (a chunk is one call).
-    size_t chunkBytes = size_t(std::clamp<uint64_t>(options_.maxMessageBytes / 4, 4096, kSnapshotChunkBytes));
+    size_t chunkBytes = size_t(std::clamp<uint64_t>(options_.maxMessageBytes / 4, 512, kSnapshotChunkBytes));
     auto start = std::chrono::steady_clock::now();
     tasks_->add(req.send()
                    .then([this, src, chunkBytes](capnp::Response<wire::Peer::InstallSnapshotResults>&& resp)
