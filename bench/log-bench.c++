@@ -1,6 +1,7 @@
 // keel-log-bench: WORKLOADS.md's W3 (log-append) and the restart time of a 1 GiB log.
 //
 //   keel-log-bench --dir DIR [--seconds 0.5] [--reps 9] [--reopen-gib 1] [--skip-w3]
+//   keel-log-bench --dir DIR --plain-bytes N [--seconds 0.5] [--reps 9]
 //
 // W3: for entries of 16 B, 1 KiB and 64 KiB in batches of 1, 16 and 256, SegmentedLog appends
 // one batch and syncs it (append + sync(), one fdatasync per batch), for --seconds; beside it,
@@ -8,6 +9,8 @@
 // payload bytes + fdatasync(2). Repetitions alternate the two (which one goes first, too);
 // printed are the medians of each figure and the median of the per-repetition ratios (a
 // shared disk's latency drifts by 2x within seconds: only back-to-back pairs compare).
+// --plain-bytes N: only the plain loop, with writes of N bytes (W5 compares the snapshot
+// transfer rate against it, with N = 1 MiB): the median MB/s of --reps runs of --seconds.
 // Reopen: writes a log of --reopen-gib GiB of 1 KiB entries, closes it, and times opening it
 // (cold: the files' pages dropped from the page cache with posix_fadvise; and warm).
 #include <keel/segmented-log.h>
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
   int reps = 9;
   double reopenGib = 1;
   bool w3 = true;
+  uint64_t plainBytes = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -117,10 +121,20 @@ int main(int argc, char** argv) {
     else if (a == "--reps") reps = std::atoi(next().c_str());
     else if (a == "--reopen-gib") reopenGib = std::atof(next().c_str());
     else if (a == "--skip-w3") w3 = false;
+    else if (a == "--plain-bytes") plainBytes = std::strtoull(next().c_str(), nullptr, 10);
     else { std::fprintf(stderr, "unknown argument %s\n", a.c_str()); return 2; }
   }
   if (dir.empty()) { std::fprintf(stderr, "usage: keel-log-bench --dir DIR [...]\n"); return 2; }
   std::filesystem::create_directories(dir);
+
+  if (plainBytes > 0) {
+    std::vector<double> mbps;
+    for (int r = 0; r < reps; ++r) mbps.push_back(runPlain(dir + "/plain", plainBytes, 1, seconds).mbps);
+    std::printf("RESULT workload=W3-plain write_bytes=%llu plain_mbps=%.1f min_mbps=%.1f max_mbps=%.1f reps=%d\n",
+                (unsigned long long)plainBytes, median(mbps), *std::min_element(mbps.begin(), mbps.end()),
+                *std::max_element(mbps.begin(), mbps.end()), reps);
+    return 0;
+  }
 
   if (w3) {
     for (size_t entryBytes : {size_t(16), size_t(1024), size_t(65536)})

@@ -72,11 +72,13 @@
 // SNAPSHOTS
 //
 // snapshot() writes the whole state in chunks of Options::snapshotChunkBytes:
-//   magic "KEELKV01"  clock:u64
+//   magic "KEELKV02"  clock:u64
 //   sessions:varint  (client:varint lastActive:varint ack:varint replies:varint
 //                     (seq:varint reply:bytes)*)*
 //   pairs:varint (key:bytes value:bytes)*
-//   checksum:u64 (FNV-1a of everything before it)
+//   checksum:u64 (XXH3-64, seed 0, of everything before it)
+// restore() also reads the older "KEELKV01" snapshots, whose checksum is the FNV-1a (64-bit) of
+// everything before it.
 #pragma once
 
 #include <keel/state-machine.h>
@@ -179,6 +181,42 @@ std::string replyStatus(Status s);
 
 }  // namespace kv
 
+namespace kv::detail {
+// One key and its value in 40 bytes: both inline when together they fit in 32 bytes (a 16-byte
+// key and a 16-byte value do), else in one heap block. A std::map<std::string, std::string> node
+// costs 112 bytes plus 32 for a value past 15 bytes (the string's inline capacity); a set of
+// Records costs 80 per key. The value may change in place (`setValue` is const: the key, which
+// orders the set, does not change).
+class Record {
+ public:
+  static constexpr size_t kInline = 32;
+  Record(std::string_view key, std::string_view value);
+  Record(const Record& o) : Record(o.key(), o.value()) {}
+  Record& operator=(const Record&) = delete;
+  ~Record() {
+    if (!isInline()) ::operator delete(heap_);
+  }
+  std::string_view key() const noexcept { return {base(), klen_}; }
+  std::string_view value() const noexcept { return {base() + klen_, vlen_}; }
+  void setValue(std::string_view value) const;
+
+ private:
+  bool isInline() const noexcept { return size_t(klen_) + vlen_ <= kInline; }
+  const char* base() const noexcept { return isInline() ? inline_ : heap_; }
+  mutable uint32_t klen_, vlen_;
+  union {
+    mutable char inline_[kInline];
+    mutable char* heap_;
+  };
+};
+struct RecordLess {
+  using is_transparent = void;
+  bool operator()(const Record& a, const Record& b) const noexcept { return a.key() < b.key(); }
+  bool operator()(const Record& a, std::string_view b) const noexcept { return a.key() < b; }
+  bool operator()(std::string_view a, const Record& b) const noexcept { return a < b.key(); }
+};
+}  // namespace kv::detail
+
 class KvStateMachine final : public StateMachine {
  public:
   struct Options {
@@ -197,13 +235,17 @@ class KvStateMachine final : public StateMachine {
   std::string query(std::string_view request) const override;
   void snapshot(SnapshotSink& sink) const override;
   bool restore(std::string_view snapshot) override;
+  // Parses the snapshot as it arrives (KEELKV02 only; an older one fails finish(), and the
+  // caller restores it whole).
+  std::unique_ptr<SnapshotRestore> beginRestore() override;
 
   // ---- Inspection (tests, status) ----
   size_t size() const noexcept { return data_.size(); }
   size_t sessionCount() const noexcept { return sessions_.size(); }
   bool hasSession(uint64_t client) const { return sessions_.count(client) != 0; }
   uint64_t clock() const noexcept { return clock_; }
-  const std::map<std::string, std::string, std::less<>>& data() const noexcept { return data_; }
+  // A copy of the whole map (tests).
+  std::map<std::string, std::string, std::less<>> data() const;
 
  private:
   struct Session {
@@ -212,13 +254,14 @@ class KvStateMachine final : public StateMachine {
     std::map<uint64_t, std::string> replies;  // seq -> reply, for seq >= ack
   };
 
+  friend class KvRestore;
   std::string applyWrite(kv::Op op, std::string_view body, bool& ok);
   void advanceClock(uint64_t clockMs);
   void touch(uint64_t client, Session& s);
   void expireSessions();
 
   Options options_;
-  std::map<std::string, std::string, std::less<>> data_;
+  std::set<kv::detail::Record, kv::detail::RecordLess> data_;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<uint64_t, uint64_t>> byActivity_;  // (lastActive, client)
   uint64_t clock_ = 0;

@@ -215,6 +215,44 @@ class SegmentedLog final : public Log {
   uint64_t snapshotSize() const;
   Bytes snapshotChunk(uint64_t offset, uint64_t maxBytes) const;
 
+  // The latest snapshot as a stable source to stream from: its metadata, its size and its
+  // bytes stay those of this snapshot even after later compactions or installs replace it in
+  // the log (the reader holds the open file, or the in-memory bytes, it reads from). A snapshot
+  // given to compact()/installSnapshot() is held in memory only until the log has written it;
+  // from then on it is read from its file. Owner thread only, like the log.
+  class SnapshotReader {
+   public:
+    virtual ~SnapshotReader() = default;
+    virtual const SnapshotMeta& meta() const = 0;
+    virtual uint64_t size() const = 0;
+    // Copies the `n` bytes at `offset` (offset + n <= size()) to `out`. Throws
+    // CorruptionError on a short read of the file.
+    virtual void readInto(uint64_t offset, uint8_t* out, uint64_t n) const = 0;
+  };
+  std::shared_ptr<const SnapshotReader> snapshotReader() const;
+
+  // Receiving a snapshot from the leader (§7) as it streams in. Its bytes are kept in memory
+  // (the state machine restores from them) and written to `snapshot.recv` in the log's
+  // directory as they arrive (flushed every 64 MiB), so that installSnapshot() of the finished
+  // snapshot, given the Bytes finish() returned, only writes the header, syncs and renames the
+  // file. One receive at a time: a new one, an installSnapshot() or compact() of other bytes,
+  // and destroying an unfinished receiver abandon it (the file goes). Owner thread only.
+  class SnapshotReceiver {
+   public:
+    virtual ~SnapshotReceiver() = default;
+    // The next `n` bytes. Throws std::invalid_argument past the announced size.
+    virtual void write(const uint8_t* data, size_t n) = 0;
+    // Every announced byte arrived: the snapshot's data, for installSnapshot().
+    virtual Bytes finish() = 0;
+  };
+  std::unique_ptr<SnapshotReceiver> receiveSnapshot(const SnapshotMeta& meta, uint64_t size);
+
+  // Lets go of what the I/O thread has finished with: written write buffers, and the bytes of a
+  // snapshot once its file is written (from then on it is read from the file). Every write does
+  // this anyway; an owner that may go idle calls it now and then (the server: every tick).
+  // Returns true when it let go of a snapshot's bytes.
+  bool releaseWritten();
+
   const RecoveryReport& recoveryReport() const noexcept;
   const std::string& dir() const noexcept;
 

@@ -6,6 +6,7 @@
 
 #include <keel/types.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,21 @@ class SnapshotSink {
  public:
   virtual ~SnapshotSink() = default;
   virtual void write(std::string_view chunk) = 0;
+};
+
+// Builds the state of a snapshot while its bytes stream in (StateMachine::beginRestore),
+// aside from the machine's current state, which it replaces only when applied.
+class SnapshotRestore {
+ public:
+  virtual ~SnapshotRestore() = default;
+  // The next bytes of the snapshot, in the order they were written.
+  virtual void write(std::string_view chunk) = 0;
+  // Every byte was written: true when they form a snapshot of this machine (checked whole, as
+  // restore() checks it). Changes nothing.
+  virtual bool finish() = 0;
+  // After finish() returned true, once: replaces the machine's state, exactly as restore() of
+  // the same bytes would.
+  virtual void apply() = 0;
 };
 
 class StateMachine {
@@ -31,6 +47,10 @@ class StateMachine {
   // Replaces the whole state by a snapshot's bytes, fed in the order they were written.
   // Returns false (changing nothing) when the bytes are not a snapshot of this machine.
   virtual bool restore(std::string_view snapshot) = 0;
+  // Optional: restoring while a snapshot streams in, so that installing it costs little once it
+  // has all arrived. nullptr (the default): only restore() of whole snapshots. The restore must
+  // not outlive the machine.
+  virtual std::unique_ptr<SnapshotRestore> beginRestore() { return nullptr; }
 };
 
 }  // namespace keel

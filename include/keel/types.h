@@ -80,6 +80,8 @@ class Bytes {
   const uint8_t* data() const noexcept { return rep_ ? rep_->bytes() : nullptr; }
   size_t size() const noexcept { return rep_ ? rep_->size : 0; }
   bool empty() const noexcept { return size() == 0; }
+  // How many Bytes share this payload (0 for an empty Bytes without one).
+  size_t useCount() const noexcept { return rep_ ? rep_->refs : 0; }
   std::string_view view() const noexcept {
     return rep_ ? std::string_view(reinterpret_cast<const char*>(rep_->bytes()), rep_->size)
                 : std::string_view();

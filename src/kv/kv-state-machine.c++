@@ -3,8 +3,14 @@
 
 #include "codec.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <stdexcept>
+#include <memory>
+#include <new>
 
 namespace keel {
 
@@ -27,7 +33,10 @@ bool parseInt64(std::string_view s, int64_t& out) {
   return ec == std::errc() && p == s.data() + s.size() && s != "-0";
 }
 
-constexpr std::string_view kMagic = "KEELKV01";
+// KEELKV02 ends with an XXH3-64 of what precedes it; KEELKV01 (read only) with an FNV-1a,
+// which ran at about 1 byte per cycle and took a second per GiB to check.
+constexpr std::string_view kMagic = "KEELKV02";
+constexpr std::string_view kMagicFnv = "KEELKV01";
 
 uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
   for (unsigned char c : s) {
@@ -40,20 +49,24 @@ uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
 // Buffers a snapshot and hands it to the sink in chunks, keeping a running checksum.
 class ChunkWriter {
  public:
-  ChunkWriter(SnapshotSink& sink, size_t chunk) : sink_(sink), chunk_(std::max<size_t>(chunk, 16)) {}
+  ChunkWriter(SnapshotSink& sink, size_t chunk)
+      : sink_(sink), chunk_(std::max<size_t>(chunk, 16)), hash_(XXH3_createState(), XXH3_freeState) {
+    if (!hash_) throw std::bad_alloc();
+    XXH3_64bits_reset(hash_.get());
+  }
   std::string& buf() { return buf_; }
   void maybeFlush() {
     if (buf_.size() >= chunk_) flush();
   }
   void flush() {
     if (buf_.empty()) return;
-    hash_ = fnv1a(buf_, hash_);
+    XXH3_64bits_update(hash_.get(), buf_.data(), buf_.size());
     sink_.write(buf_);
     buf_.clear();
   }
   void finish() {
     flush();
-    putU64(buf_, hash_);
+    putU64(buf_, XXH3_64bits_digest(hash_.get()));
     sink_.write(buf_);
     buf_.clear();
   }
@@ -62,12 +75,53 @@ class ChunkWriter {
   SnapshotSink& sink_;
   size_t chunk_;
   std::string buf_;
-  uint64_t hash_ = 1469598103934665603ull;
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash_;
 };
 
 }  // namespace
 
+namespace kv::detail {
+
+Record::Record(std::string_view key, std::string_view value) {
+  if (key.size() > UINT32_MAX || value.size() > UINT32_MAX - key.size())
+    throw std::length_error("KvStateMachine: a key and value of 4 GiB or more");
+  klen_ = uint32_t(key.size());
+  vlen_ = uint32_t(value.size());
+  char* p = inline_;
+  if (!isInline()) p = heap_ = static_cast<char*>(::operator new(key.size() + value.size()));
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  if (!value.empty()) std::memcpy(p + key.size(), value.data(), value.size());
+}
+
+void Record::setValue(std::string_view value) const {
+  size_t k = klen_;
+  if (value.size() > UINT32_MAX - k) throw std::length_error("KvStateMachine: a key and value of 4 GiB or more");
+  // Built aside first: `value` may point into this record.
+  if (k + value.size() <= kInline) {
+    char tmp[kInline];
+    std::memcpy(tmp, base(), k);
+    if (!value.empty()) std::memcpy(tmp + k, value.data(), value.size());
+    if (!isInline()) ::operator delete(heap_);
+    std::memcpy(inline_, tmp, k + value.size());
+  } else {
+    char* p = static_cast<char*>(::operator new(k + value.size()));
+    std::memcpy(p, base(), k);
+    std::memcpy(p + k, value.data(), value.size());
+    if (!isInline()) ::operator delete(heap_);
+    heap_ = p;
+  }
+  vlen_ = uint32_t(value.size());
+}
+
+}  // namespace kv::detail
+
 KvStateMachine::KvStateMachine(Options options) : options_(options) {}
+
+std::map<std::string, std::string, std::less<>> KvStateMachine::data() const {
+  std::map<std::string, std::string, std::less<>> out;
+  for (const auto& r : data_) out.emplace_hint(out.end(), r.key(), r.value());
+  return out;
+}
 
 void KvStateMachine::advanceClock(uint64_t clockMs) {
   // Monotonic: a new leader whose clock is behind never moves time backwards.
@@ -147,8 +201,8 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       std::string_view value;
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
       auto it = data_.find(key);
-      if (it == data_.end()) data_.emplace(std::string(key), std::string(value));
-      else it->second.assign(value);
+      if (it == data_.end()) data_.emplace(key, value);
+      else it->setValue(value);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Delete: {
@@ -166,16 +220,16 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if ((flags & 2) && !r.bytes(value)) break;
       if (!r.done()) break;
       auto it = data_.find(key);
-      bool matches = (flags & 1) ? (it != data_.end() && it->second == expected) : it == data_.end();
+      bool matches = (flags & 1) ? (it != data_.end() && it->value() == expected) : it == data_.end();
       if (!matches) {
         std::string out = kv::replyStatus(Status::CompareFailed);
         out.push_back(it != data_.end() ? 1 : 0);
-        if (it != data_.end()) putBytes(out, it->second);
+        if (it != data_.end()) putBytes(out, it->value());
         return out;
       }
       if (flags & 2) {
-        if (it == data_.end()) data_.emplace(std::string(key), std::string(value));
-        else it->second.assign(value);
+        if (it == data_.end()) data_.emplace(key, value);
+        else it->setValue(value);
       } else if (it != data_.end()) {
         data_.erase(it);
       }
@@ -186,11 +240,11 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (!r.bytes(key) || !r.u64(raw) || !r.done()) break;
       int64_t delta = static_cast<int64_t>(raw), current = 0, sum;
       auto it = data_.find(key);
-      if (it != data_.end() && !parseInt64(it->second, current)) return kv::replyStatus(Status::NotInteger);
+      if (it != data_.end() && !parseInt64(it->value(), current)) return kv::replyStatus(Status::NotInteger);
       if (__builtin_add_overflow(current, delta, &sum)) return kv::replyStatus(Status::NotInteger);
       std::string value = std::to_string(sum);
-      if (it == data_.end()) data_.emplace(std::string(key), value);
-      else it->second = value;
+      if (it == data_.end()) data_.emplace(key, value);
+      else it->setValue(value);
       std::string out = kv::replyStatus(Status::Ok);
       putBytes(out, value);
       return out;
@@ -199,10 +253,10 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       std::string_view suffix;
       if (!r.bytes(key) || !r.bytes(suffix) || !r.done()) break;
       auto it = data_.find(key);
-      if (it == data_.end()) it = data_.emplace(std::string(key), std::string()).first;
-      it->second.append(suffix);
+      if (it == data_.end()) it = data_.emplace(key, std::string_view()).first;
+      it->setValue(std::string(it->value()) + std::string(suffix));
       std::string out = kv::replyStatus(Status::Ok);
-      putVarint(out, it->second.size());
+      putVarint(out, it->value().size());
       return out;
     }
     case Op::GetSet: {
@@ -212,11 +266,11 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       auto it = data_.find(key);
       if (it == data_.end()) {
         out.push_back(0);
-        data_.emplace(std::string(key), std::string(value));
+        data_.emplace(key, value);
       } else {
         out.push_back(1);
-        putBytes(out, it->second);
-        it->second.assign(value);
+        putBytes(out, it->value());
+        it->setValue(value);
       }
       return out;
     }
@@ -230,8 +284,8 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (!good || !r.done()) break;
       for (auto& [k, v] : pairs) {
         auto it = data_.find(k);
-        if (it == data_.end()) data_.emplace(std::string(k), std::string(v));
-        else it->second.assign(v);
+        if (it == data_.end()) data_.emplace(k, v);
+        else it->setValue(v);
       }
       return kv::replyStatus(Status::Ok);
     }
@@ -263,11 +317,11 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (present != (cond == static_cast<uint8_t>(kv::PutCondition::IfPresent))) {
         std::string out = kv::replyStatus(Status::CompareFailed);
         out.push_back(present ? 1 : 0);
-        if (present) putBytes(out, it->second);
+        if (present) putBytes(out, it->value());
         return out;
       }
-      if (present) it->second.assign(value);
-      else data_.emplace(std::string(key), std::string(value));
+      if (present) it->setValue(value);
+      else data_.emplace(key, value);
       return kv::replyStatus(Status::Ok);
     }
     default:
@@ -287,7 +341,7 @@ std::string KvStateMachine::query(std::string_view request) const {
     auto it = data_.find(key);
     if (it == data_.end()) return kv::replyStatus(Status::NotFound);
     std::string out = kv::replyStatus(Status::Ok);
-    putBytes(out, it->second);
+    putBytes(out, it->value());
     return out;
   }
   if (op == static_cast<uint8_t>(Op::Scan)) {
@@ -301,10 +355,10 @@ std::string KvStateMachine::query(std::string_view request) const {
     uint64_t n = 0;
     bool more = false;
     for (auto it = data_.lower_bound(start); it != data_.end(); ++it) {
-      if (!end.empty() && it->first >= end) break;
+      if (!end.empty() && it->key() >= end) break;
       if (n == limit) { more = true; break; }
-      putBytes(body, it->first);
-      putBytes(body, it->second);
+      putBytes(body, it->key());
+      putBytes(body, it->value());
       ++n;
     }
     std::string out = kv::replyStatus(Status::Ok);
@@ -323,7 +377,7 @@ std::string KvStateMachine::query(std::string_view request) const {
       if (!r.bytes(key)) return kv::replyStatus(Status::BadRequest);
       auto it = data_.find(key);
       out.push_back(it != data_.end() ? 1 : 0);
-      if (it != data_.end()) putBytes(out, it->second);
+      if (it != data_.end()) putBytes(out, it->value());
     }
     if (!r.done()) return kv::replyStatus(Status::BadRequest);
     return out;
@@ -356,22 +410,23 @@ void KvStateMachine::snapshot(SnapshotSink& sink) const {
     w.maybeFlush();
   }
   putVarint(b, data_.size());
-  for (const auto& [k, v] : data_) {
-    putBytes(b, k);
-    putBytes(b, v);
+  for (const auto& r : data_) {
+    putBytes(b, r.key());
+    putBytes(b, r.value());
     w.maybeFlush();
   }
   w.finish();
 }
 
 bool KvStateMachine::restore(std::string_view snapshot) {
-  if (snapshot.size() < kMagic.size() + 16 || snapshot.substr(0, kMagic.size()) != kMagic) {
-    return false;
-  }
+  if (snapshot.size() < kMagic.size() + 16) return false;
+  std::string_view magic = snapshot.substr(0, kMagic.size());
+  if (magic != kMagic && magic != kMagicFnv) return false;
   std::string_view body = snapshot.substr(0, snapshot.size() - 8);
   Reader tail(snapshot.substr(snapshot.size() - 8));
   uint64_t sum;
-  if (!tail.u64(sum) || sum != fnv1a(body)) return false;
+  if (!tail.u64(sum)) return false;
+  if (sum != (magic == kMagic ? XXH3_64bits(body.data(), body.size()) : fnv1a(body))) return false;
 
   Reader r(body.substr(kMagic.size()));
   uint64_t clock, nSessions;
@@ -395,11 +450,11 @@ bool KvStateMachine::restore(std::string_view snapshot) {
   }
   uint64_t nPairs;
   if (!r.varint(nPairs)) return false;
-  std::map<std::string, std::string, std::less<>> data;
+  std::set<kv::detail::Record, kv::detail::RecordLess> data;
   for (uint64_t i = 0; i < nPairs; ++i) {
     std::string_view k, v;
     if (!r.bytes(k) || !r.bytes(v)) return false;
-    data.emplace_hint(data.end(), std::string(k), std::string(v));
+    data.emplace_hint(data.end(), k, v);
   }
   if (!r.done()) return false;
   clock_ = clock;
@@ -408,5 +463,148 @@ bool KvStateMachine::restore(std::string_view snapshot) {
   data_ = std::move(data);
   return true;
 }
+
+// Parses a KEELKV02 snapshot item by item as its bytes arrive. An item (the header, a session,
+// a cached reply, a pair, ...) that straddles two writes is completed in `pending_` from the
+// front of the next write only, so the bulk of the bytes is parsed where it arrived, without
+// a copy. Corrupt bytes look like an item that never completes: finish() then fails.
+class KvRestore final : public SnapshotRestore {
+ public:
+  explicit KvRestore(KvStateMachine& sm) : sm_(sm), hash_(XXH3_createState(), XXH3_freeState) {
+    if (!hash_) throw std::bad_alloc();
+    XXH3_64bits_reset(hash_.get());
+  }
+
+  void write(std::string_view in) override {
+    if (bad_) return;
+    while (!pending_.empty() && !in.empty()) {
+      // Complete the straddling item with as little of `in` as it takes (doubling).
+      size_t old = pending_.size(), take = std::min(in.size(), std::max<size_t>(4096, old));
+      pending_.append(in.substr(0, take));
+      size_t used = 0;
+      Step st = step(pending_, used);
+      if (st == Step::Bad) return fail();
+      if (st == Step::More) {
+        in.remove_prefix(take);
+        continue;
+      }
+      hash(std::string_view(pending_).substr(0, used));
+      // What of `in` the item did not use is parsed from `in` itself.
+      size_t fromIn = used - old;
+      pending_.clear();
+      in.remove_prefix(fromIn);
+    }
+    if (bad_ || in.empty()) return;
+    size_t at = 0;
+    while (at < in.size()) {
+      size_t used = 0;
+      Step st = step(in.substr(at), used);
+      if (st == Step::Bad) return fail();
+      if (st == Step::More) break;
+      at += used;
+    }
+    hash(in.substr(0, at));
+    pending_.append(in.substr(at));
+  }
+
+  bool finish() override {
+    if (bad_ || stage_ != Stage::Done || pending_.size() != 8) return false;
+    Reader r(pending_);
+    uint64_t sum;
+    return r.u64(sum) && sum == XXH3_64bits_digest(hash_.get()) && (finished_ = true);
+  }
+
+  void apply() override {
+    if (!finished_ || applied_) throw std::logic_error("SnapshotRestore::apply: not a finished, checked snapshot");
+    applied_ = true;
+    sm_.clock_ = clock_;
+    sm_.sessions_ = std::move(sessions_);
+    sm_.byActivity_ = std::move(byActivity_);
+    sm_.data_ = std::move(data_);
+  }
+
+ private:
+  enum class Step { Ok, More, Bad };
+  enum class Stage { Header, Session, Reply, PairCount, Pair, Done };
+
+  void fail() {
+    bad_ = true;
+    pending_.clear();
+  }
+  void hash(std::string_view b) {
+    if (!b.empty()) XXH3_64bits_update(hash_.get(), b.data(), b.size());
+  }
+
+  // Parses one item from the front of `in`: Ok (and `used` bytes), More (incomplete), Bad.
+  Step step(std::string_view in, size_t& used) {
+    Reader r(in);
+    switch (stage_) {
+      case Stage::Header: {
+        if (in.size() < kMagic.size()) return Step::More;
+        if (in.substr(0, kMagic.size()) != kMagic) return Step::Bad;  // KEELKV01 too: restore() reads those
+        Reader h(in.substr(kMagic.size()));
+        uint64_t clock, n;
+        if (!h.u64(clock) || !h.varint(n)) return Step::More;
+        clock_ = clock;
+        sessionsLeft_ = n;
+        used = in.size() - h.remaining();
+        stage_ = n ? Stage::Session : Stage::PairCount;
+        return Step::Ok;
+      }
+      case Stage::Session: {
+        uint64_t id, nReplies;
+        Session s;
+        if (!r.varint(id) || !r.varint(s.lastActive) || !r.varint(s.ack) || !r.varint(nReplies)) return Step::More;
+        byActivity_.insert({s.lastActive, id});
+        current_ = &sessions_.emplace(id, std::move(s)).first->second;
+        repliesLeft_ = nReplies;
+        --sessionsLeft_;
+        stage_ = nReplies ? Stage::Reply : sessionsLeft_ ? Stage::Session : Stage::PairCount;
+        break;
+      }
+      case Stage::Reply: {
+        uint64_t seq;
+        std::string_view reply;
+        if (!r.varint(seq) || !r.bytes(reply)) return Step::More;
+        current_->replies.emplace(seq, std::string(reply));
+        --repliesLeft_;
+        stage_ = repliesLeft_ ? Stage::Reply : sessionsLeft_ ? Stage::Session : Stage::PairCount;
+        break;
+      }
+      case Stage::PairCount: {
+        uint64_t n;
+        if (!r.varint(n)) return Step::More;
+        pairsLeft_ = n;
+        stage_ = n ? Stage::Pair : Stage::Done;
+        break;
+      }
+      case Stage::Pair: {
+        std::string_view k, v;
+        if (!r.bytes(k) || !r.bytes(v)) return Step::More;
+        data_.emplace_hint(data_.end(), k, v);
+        stage_ = --pairsLeft_ ? Stage::Pair : Stage::Done;
+        break;
+      }
+      case Stage::Done:
+        return Step::More;  // the checksum: finish() reads it
+    }
+    used = in.size() - r.remaining();
+    return Step::Ok;
+  }
+
+  using Session = KvStateMachine::Session;
+  KvStateMachine& sm_;
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash_;
+  std::string pending_;
+  Stage stage_ = Stage::Header;
+  bool bad_ = false, finished_ = false, applied_ = false;
+  uint64_t clock_ = 0, sessionsLeft_ = 0, repliesLeft_ = 0, pairsLeft_ = 0;
+  Session* current_ = nullptr;
+  std::map<uint64_t, Session> sessions_;
+  std::set<std::pair<uint64_t, uint64_t>> byActivity_;
+  std::set<kv::detail::Record, kv::detail::RecordLess> data_;
+};
+
+std::unique_ptr<SnapshotRestore> KvStateMachine::beginRestore() { return std::make_unique<KvRestore>(*this); }
 
 }  // namespace keel

@@ -42,6 +42,7 @@ namespace {
 constexpr const char* kMetaNames[2] = {"meta-a", "meta-b"};
 constexpr uint64_t kScanChunk = 4u << 20;
 constexpr uint64_t kMaxInFlightBytes = 64u << 20;
+constexpr uint64_t kReceiveFlushBytes = 64u << 20;
 
 struct Segment {
   uint32_t id = 0;          // position key: segments_[id - segments_.front()->id]
@@ -71,11 +72,25 @@ using Chunk = std::vector<uint8_t>;
 using ChunkPtr = std::shared_ptr<Chunk>;
 
 struct Op {
-  enum Kind { Create, Write, Seal, Truncate, Remove, DirSync, Meta, Snap, Sync, Stop } kind;
+  enum Kind { Create, Write, Seal, Truncate, Remove, DirSync, Meta, Snap, SnapPart, RemoveRecv, Sync, Stop } kind;
   uint64_t opNo = 0;
   SegPtr seg;
   uint64_t offset = 0;   // Write: file offset; Truncate: new size
-  ChunkPtr data;         // Write, Meta, Snap
+  ChunkPtr data;         // Write, Meta, Snap (the header)
+  // Snap: the state machine's bytes, written after the header. The owner keeps the Bytes they
+  // belong to alive until the operation was performed (Impl::snapKeep); the I/O thread only
+  // reads them.
+  const uint8_t* payload = nullptr;
+  uint64_t payloadSize = 0;
+  // Snap: where the I/O thread leaves the written file, which the owner reads the snapshot
+  // from once the operation completed (then it no longer holds the bytes in memory).
+  std::shared_ptr<std::shared_ptr<File>> snapOut;
+  // SnapPart: a received snapshot's bytes (payload) go to this file at `offset` (the I/O thread
+  // creates it with the first part); `syncPart` fdatasyncs it after the write, so that little
+  // is left to flush when the snapshot is installed. Snap: when set, the data is already in
+  // this file (snapshot.recv), and only the header is written before it is renamed.
+  std::shared_ptr<std::shared_ptr<File>> recvFile;
+  bool syncPart = false;
   uint64_t seq = 0;      // Sync
   int slot = 0;          // Meta
   bool syncMeta = false; // Meta
@@ -131,10 +146,32 @@ struct SegmentedLog::Impl {
   int lastSyncedSlot = 1;  // the slot holding the latest record that was (to be) synced
   SnapshotMeta snapMeta;
   uint64_t epoch = 0;
-  Bytes snapData;                       // set when the snapshot was given in this process
+  Bytes snapData;                       // set when the snapshot was given in this process...
   bool snapInMemory = false;
-  std::shared_ptr<File> snapFile;       // else read from here
+  std::shared_ptr<File> snapFile;       // ...else (and once it is written) read from here
   uint64_t snapDataOffset = 0, snapDataSize = 0;
+  // Snapshots handed to the I/O thread and not yet written: the Bytes the Snap operation reads
+  // from, and the slot where it leaves the file.
+  struct SnapKeep {
+    uint64_t opNo;
+    Bytes data;
+    uint64_t dataOffset;
+    std::shared_ptr<std::shared_ptr<File>> file;
+  };
+  std::deque<SnapKeep> snapKeep;
+  // A snapshot being received (receiveSnapshot): its bytes in memory and in snapshot.recv.
+  struct Received {
+    SnapshotMeta meta;
+    Bytes data;
+    uint64_t size = 0;
+    uint64_t got = 0;         // bytes written into `data`
+    uint64_t handedOff = 0;   // bytes handed to the I/O thread
+    uint64_t headerBytes = 0; // where the data starts in the file
+    bool complete = false;
+    std::shared_ptr<std::shared_ptr<File>> file = std::make_shared<std::shared_ptr<File>>();
+  };
+  std::shared_ptr<Received> received;
+  std::deque<std::pair<uint64_t, Bytes>> keepAlive;  // bytes the I/O thread reads, until op done
 
   std::deque<SegPtr> segments;
   uint32_t nextSegId = 0;
@@ -178,8 +215,8 @@ struct SegmentedLog::Impl {
       report.removed.push_back(name);
       removedAny = true;
     };
-    if (std::find(names.begin(), names.end(), "snapshot.tmp") != names.end())
-      removeFile("snapshot.tmp");
+    for (const char* leftover : {"snapshot.tmp", "snapshot.recv"})
+      if (std::find(names.begin(), names.end(), leftover) != names.end()) removeFile(leftover);
 
     loadMeta();
     loadSnapshot();
@@ -564,16 +601,48 @@ struct SegmentedLog::Impl {
         if (op.syncMeta) markDirty(f);
         break;
       }
+      case Op::SnapPart: {
+        auto& f = *op.recvFile;
+        if (!f) {
+          f = std::shared_ptr<File>(fs->open(path("snapshot.recv"), true));
+          f->truncate(0);
+        }
+        if (op.payloadSize) f->pwrite(op.payload, op.payloadSize, op.offset);
+        if (op.syncPart) f->sync();
+        break;
+      }
+      case Op::RemoveRecv: {
+        if (*op.recvFile) {
+          op.recvFile->reset();
+          fs->remove(path("snapshot.recv"));
+          dirDirty = true;
+        }
+        break;
+      }
       case Op::Snap: {
-        std::string tmp = path("snapshot.tmp");
-        auto f = fs->open(tmp, true);
-        f->truncate(0);
-        f->pwrite(op.data->data(), op.data->size(), 0);
+        std::string tmp = path(op.recvFile ? "snapshot.recv" : "snapshot.tmp");
+        std::shared_ptr<File> f;
+        if (op.recvFile) {
+          // The data is in place (SnapPart): the header completes the file.
+          f = *op.recvFile;
+          op.recvFile->reset();
+          if (!f) {  // no part was written (an empty snapshot)
+            f = std::shared_ptr<File>(fs->open(tmp, true));
+            f->truncate(0);
+          }
+          f->pwrite(op.data->data(), op.data->size(), 0);
+        } else {
+          f = std::shared_ptr<File>(fs->open(tmp, true));
+          f->truncate(0);
+          f->pwrite(op.data->data(), op.data->size(), 0);
+          if (op.payloadSize) f->pwrite(op.payload, op.payloadSize, op.data->size());
+        }
         f->sync();
-        f.reset();
         fs->rename(tmp, path("snapshot"));
         fs->syncDir(dir);
         dirDirty = false;
+        // The open file stays valid under its new name; the owner reads the snapshot from it.
+        if (op.snapOut) *op.snapOut = std::move(f);
         break;
       }
       case Op::Sync: {
@@ -604,9 +673,24 @@ struct SegmentedLog::Impl {
     return c;
   }
 
-  // Drops in-flight chunks the I/O thread has written.
+  // Drops in-flight chunks the I/O thread has written; a snapshot that was written is read
+  // from its file from then on, and its bytes are no longer held in memory.
   void retire() {
     uint64_t done = writtenOps.load(std::memory_order_acquire);
+    while (!snapKeep.empty() && snapKeep.front().opNo <= done) {
+      SnapKeep& k = snapKeep.front();
+      if (snapInMemory && k.data.data() == snapData.data() && *k.file) {
+        snapFile = *k.file;
+        snapDataOffset = k.dataOffset;
+        snapInMemory = false;
+        snapData = Bytes();
+      }
+      snapKeep.pop_front();
+    }
+    while (!keepAlive.empty() && keepAlive.front().first <= done) keepAlive.pop_front();
+    // A finished receive that nobody holds any more (the core did not install it: it had the
+    // entries already) is dropped rather than kept in memory.
+    if (received && received->complete && keepAlive.empty() && received->data.useCount() == 1) dropReceived();
     while (!inflight.empty() && inflight.front().opNo <= done) {
       ChunkPtr c = std::move(inflight.front().data);
       inflight.pop_front();
@@ -743,9 +827,10 @@ struct SegmentedLog::Impl {
     seg->bytes = cut;
   }
 
-  ChunkPtr encodeSnapshot(const Snapshot& s, uint64_t ep) {
+  // The snapshot file's header (everything before the data, docs/log-format.md).
+  ChunkPtr encodeSnapshotHeader(const Snapshot& s, uint64_t ep) {
     Bytes m = s.meta.membership.encode();
-    auto c = std::make_shared<Chunk>(kSnapFixedBytes + m.size() + 8 + s.data.size());
+    auto c = std::make_shared<Chunk>(kSnapFixedBytes + m.size() + 8);
     uint8_t* p = c->data();
     std::memcpy(p, kSnapMagic, 8);
     put32(p + 8, kVersion);
@@ -757,21 +842,63 @@ struct SegmentedLog::Impl {
     put64(p + 48, hash64(s.data.data(), s.data.size()));
     if (m.size()) std::memcpy(p + kSnapFixedBytes, m.data(), m.size());
     put64(p + kSnapFixedBytes + m.size(), hash64(p, kSnapFixedBytes + m.size()));
-    if (s.data.size()) std::memcpy(p + kSnapFixedBytes + m.size() + 8, s.data.data(), s.data.size());
     return c;
   }
 
-  void saveSnapshot(const Snapshot& s) {
+  // `install`: a snapshot from the leader (it may be the one receiveSnapshot() took in, and
+  // replaces any other receive); else a local one (compact), which leaves a receive alone.
+  void saveSnapshot(const Snapshot& s, bool install) {
     flush();
     Op op;
     op.kind = Op::Snap;
-    op.data = encodeSnapshot(s, epoch);
+    op.data = encodeSnapshotHeader(s, epoch);
+    if (install && received && received->complete && s.data.size() == received->size &&
+        (s.data.empty() || s.data.data() == received->data.data()) && op.data->size() == received->headerBytes) {
+      // The bytes of a snapshot received with receiveSnapshot(): already in snapshot.recv.
+      op.recvFile = received->file;
+      received.reset();
+    } else {
+      if (install) dropReceived();
+      // No copy of the data: the I/O thread writes it from s.data, which snapKeep holds.
+      op.payload = s.data.data();
+      op.payloadSize = s.data.size();
+    }
+    op.snapOut = std::make_shared<std::shared_ptr<File>>();
+    uint64_t dataOffset = op.data->size();
+    auto out = op.snapOut;
     enqueue(std::move(op));
+    snapKeep.push_back(SnapKeep{nextOpNo, s.data, dataOffset, std::move(out)});
     snapMeta = s.meta;
     snapData = s.data;
     snapInMemory = true;
     snapFile.reset();
     snapDataSize = s.data.size();
+  }
+
+  // Abandons the snapshot being received, if any: its file goes, its bytes once written.
+  void dropReceived() {
+    if (!received) return;
+    Op op;
+    op.kind = Op::RemoveRecv;
+    op.recvFile = received->file;
+    enqueue(std::move(op));
+    received.reset();
+  }
+
+  // Hands the received bytes [handedOff, got) to the I/O thread; `sync`: fdatasync after.
+  void handOffReceived(bool sync) {
+    Received& r = *received;
+    if (r.got == r.handedOff && !sync) return;
+    Op op;
+    op.kind = Op::SnapPart;
+    op.recvFile = r.file;
+    op.payload = r.data.data() + r.handedOff;
+    op.payloadSize = r.got - r.handedOff;
+    op.offset = r.headerBytes + r.handedOff;
+    op.syncPart = sync;
+    enqueue(std::move(op));
+    keepAlive.emplace_back(nextOpNo, r.data);
+    r.handedOff = r.got;
   }
 
   // =========================== owner-thread reads ===========================
@@ -931,6 +1058,116 @@ Bytes SegmentedLog::snapshotChunk(uint64_t offset, uint64_t maxBytes) const {
   return b;
 }
 
+namespace {
+class SnapshotReaderImpl final : public SegmentedLog::SnapshotReader {
+ public:
+  SnapshotReaderImpl(SnapshotMeta meta, uint64_t size, Bytes data, std::shared_ptr<File> file,
+                     uint64_t fileOffset, std::string path)
+      : meta_(std::move(meta)), size_(size), data_(std::move(data)), file_(std::move(file)),
+        fileOffset_(fileOffset), path_(std::move(path)) {}
+  const SnapshotMeta& meta() const override { return meta_; }
+  uint64_t size() const override { return size_; }
+  void readInto(uint64_t offset, uint8_t* out, uint64_t n) const override {
+    if (offset > size_ || n > size_ - offset)
+      throw std::invalid_argument("SnapshotReader::readInto: past the end of the snapshot");
+    if (n == 0) return;
+    if (!file_) {
+      std::memcpy(out, data_.data() + offset, n);
+      return;
+    }
+    if (file_->pread(out, n, fileOffset_ + offset) != n)
+      throw CorruptionError(path_, fileOffset_ + offset, "short read");
+  }
+
+ private:
+  SnapshotMeta meta_;
+  uint64_t size_;
+  Bytes data_;
+  std::shared_ptr<File> file_;
+  uint64_t fileOffset_;
+  std::string path_;
+};
+}  // namespace
+
+bool SegmentedLog::releaseWritten() {
+  Impl& m = *impl_;
+  bool held = m.snapInMemory;
+  m.retire();
+  return held && !m.snapInMemory;
+}
+
+std::shared_ptr<const SegmentedLog::SnapshotReader> SegmentedLog::snapshotReader() const {
+  Impl& m = *impl_;
+  m.retire();
+  if (m.snapInMemory || !m.snapFile)
+    return std::make_shared<SnapshotReaderImpl>(m.snapMeta, m.snapDataSize, m.snapInMemory ? m.snapData : Bytes(),
+                                                nullptr, 0, "");
+  return std::make_shared<SnapshotReaderImpl>(m.snapMeta, m.snapDataSize, Bytes(), m.snapFile, m.snapDataOffset,
+                                              m.dir + "/snapshot");
+}
+
+namespace {
+class SnapshotReceiverImpl final : public SegmentedLog::SnapshotReceiver {
+ public:
+  SnapshotReceiverImpl(std::function<void(const uint8_t*, size_t)> write, std::function<Bytes()> finish,
+                       std::function<void()> abandon)
+      : write_(std::move(write)), finish_(std::move(finish)), abandon_(std::move(abandon)) {}
+  ~SnapshotReceiverImpl() override {
+    if (!finished_) abandon_();
+  }
+  void write(const uint8_t* data, size_t n) override { write_(data, n); }
+  Bytes finish() override {
+    finished_ = true;
+    return finish_();
+  }
+
+ private:
+  std::function<void(const uint8_t*, size_t)> write_;
+  std::function<Bytes()> finish_;
+  std::function<void()> abandon_;
+  bool finished_ = false;
+};
+}  // namespace
+
+std::unique_ptr<SegmentedLog::SnapshotReceiver> SegmentedLog::receiveSnapshot(const SnapshotMeta& meta,
+                                                                               uint64_t size) {
+  Impl& m = *impl_;
+  m.retire();
+  m.dropReceived();
+  auto r = std::make_shared<Impl::Received>();
+  r->meta = meta;
+  r->size = size;
+  r->data = Bytes::uninitialized(size_t(size));
+  r->headerBytes = kSnapFixedBytes + meta.membership.encode().size() + 8;
+  m.received = r;
+  std::weak_ptr<Impl::Received> weak = r;
+  Impl* impl = &m;
+  return std::make_unique<SnapshotReceiverImpl>(
+      [impl, weak](const uint8_t* data, size_t n) {
+        auto r = weak.lock();
+        if (!r || r != impl->received) throw std::logic_error("SnapshotReceiver::write: the receive was abandoned");
+        if (r->complete || n > r->size - r->got)
+          throw std::invalid_argument("SnapshotReceiver::write: more bytes than announced");
+        if (n) std::memcpy(r->data.mutableData() + r->got, data, n);
+        r->got += n;
+        impl->retire();
+        // Every 64 MiB: write and flush, so that the disk works while the rest streams in.
+        if (r->got - r->handedOff >= kReceiveFlushBytes) impl->handOffReceived(true);
+      },
+      [impl, weak]() -> Bytes {
+        auto r = weak.lock();
+        if (!r || r != impl->received) throw std::logic_error("SnapshotReceiver::finish: the receive was abandoned");
+        if (r->got != r->size) throw std::invalid_argument("SnapshotReceiver::finish: bytes are missing");
+        impl->handOffReceived(false);
+        r->complete = true;
+        return r->data;
+      },
+      [impl, weak]() {
+        auto r = weak.lock();
+        if (r && r == impl->received) impl->dropReceived();
+      });
+}
+
 void SegmentedLog::setHardState(const HardState& hs) {
   Impl& m = *impl_;
   if (hs == m.hs) return;
@@ -1006,7 +1243,7 @@ void SegmentedLog::installSnapshot(const Snapshot& s) {
   ++m.epoch;  // segments of older epochs are void once this snapshot is durable
   m.pend.clear();
   m.pendSeg.reset();
-  m.saveSnapshot(s);
+  m.saveSnapshot(s, true);
   while (!m.segments.empty()) {
     m.removeSegment(m.segments.back());
     m.segments.pop_back();
@@ -1023,7 +1260,7 @@ void SegmentedLog::compact(const Snapshot& s) {
                                 toString(lastIndex()));
   m.retire();
   uint64_t drop = i - m.snapMeta.index.value;
-  m.saveSnapshot(s);
+  m.saveSnapshot(s, false);
   for (uint64_t k = 0; k < drop; ++k) m.index.pop_front();
   // Segments whose entries are all covered, except the active one.
   while (m.segments.size() > 1 && m.segments[1]->first <= i + 1) {

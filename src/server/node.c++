@@ -6,6 +6,13 @@
 
 #include <cstdio>
 #include <ctime>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+// jemalloc's control interface, when keel-server is linked with it (weak: absent otherwise).
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
 
 namespace keel::server {
 
@@ -17,10 +24,54 @@ uint64_t wallMs() {
                       .count());
 }
 
-// Collects a state machine's snapshot chunks into one buffer.
-struct StringSink final : SnapshotSink {
-  std::string data;
-  void write(std::string_view chunk) override { data.append(chunk); }
+// Collects a state machine's snapshot chunks, then makes them one buffer with a single copy
+// (a growing string would hold up to twice the snapshot while it reallocates, and then be
+// copied again into the Bytes the log keeps).
+struct ChunkSink final : SnapshotSink {
+  std::vector<std::string> chunks;
+  size_t total = 0;
+  void write(std::string_view chunk) override {
+    if (chunk.empty()) return;
+    chunks.emplace_back(chunk);
+    total += chunk.size();
+  }
+  Bytes take() {
+    Bytes b = Bytes::uninitialized(total);
+    size_t at = 0;
+    for (std::string& c : chunks) {
+      memcpy(b.mutableData() + at, c.data(), c.size());
+      at += c.size();
+      std::string().swap(c);
+    }
+    chunks.clear();
+    return b;
+  }
+};
+
+// The durable log as the core sees it: every call goes to the log, but snapshot() returns
+// the metadata only. The core reads the snapshot just to send it to a follower (§7), and the
+// transport streams the bytes from the log itself (Node::sendSnapshot), so no copy of the
+// whole state is made for each send.
+class CoreLogView final : public Log {
+ public:
+  explicit CoreLogView(Log& log) : log_(log) {}
+  HardState hardState() const override { return log_.hardState(); }
+  Index firstIndex() const override { return log_.firstIndex(); }
+  Index lastIndex() const override { return log_.lastIndex(); }
+  Term term(Index i) const override { return log_.term(i); }
+  void entries(Index lo, Index hi, uint64_t maxBytes, std::vector<Entry>& out) const override {
+    log_.entries(lo, hi, maxBytes, out);
+  }
+  SnapshotMeta snapshotMeta() const override { return log_.snapshotMeta(); }
+  Snapshot snapshot() const override { return Snapshot{log_.snapshotMeta(), Bytes()}; }
+  void setHardState(const HardState& hs) override { log_.setHardState(hs); }
+  void append(std::span<const Entry> entries) override { log_.append(entries); }
+  void installSnapshot(const Snapshot& snapshot) override { log_.installSnapshot(snapshot); }
+  void compact(const Snapshot& snapshot) override { log_.compact(snapshot); }
+  void sync() override { log_.sync(); }
+
+ private:
+  Log& log_;
 };
 
 // Upper bounds (microseconds) of the fsync latency histogram.
@@ -81,14 +132,35 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   }
   log_ = logOwner_.get();
 
-  // Restart: the state machine starts from the log's snapshot; the core replays the rest.
-  Snapshot snap = log_->snapshot();
-  if (snap.meta.index > Index{0} && !snap.data.empty()) {
-    if (!sm_.restore(snap.data.view())) {
+  // Restart: the state machine starts from the log's snapshot; the core replays the rest. From
+  // the durable log the snapshot streams from its file into the machine, 4 MiB at a time, when
+  // the machine can restore that way (no copy of the whole snapshot in memory).
+  SnapshotMeta snapMeta = log_->snapshotMeta();
+  bool restored = false;
+  if (segmented_ && snapMeta.index > Index{0}) {
+    auto src = segmented_->snapshotReader();
+    if (src->size() == 0) {
+      restored = true;
+    } else if (auto r = sm_.beginRestore()) {
+      std::string chunk;
+      for (uint64_t at = 0; at < src->size(); at += chunk.size()) {
+        chunk.resize(size_t(std::min<uint64_t>(4 << 20, src->size() - at)));
+        src->readInto(at, reinterpret_cast<uint8_t*>(chunk.data()), chunk.size());
+        r->write(chunk);
+      }
+      if (r->finish()) {
+        r->apply();
+        restored = true;
+      }
+    }
+  }
+  if (!restored && snapMeta.index > Index{0}) {
+    Snapshot snap = log_->snapshot();
+    if (!snap.data.empty() && !sm_.restore(snap.data.view())) {
       throw std::runtime_error("the snapshot in " + options_.dataDir + " is not one of this state machine");
     }
   }
-  applied_ = snap.meta.index.value;  // reads wait for applied_ >= their index
+  applied_ = snapMeta.index.value;  // reads wait for applied_ >= their index
   Config cfg;
   cfg.id = NodeId{options_.id};
   cfg.electionTicks = options_.electionTicks;
@@ -98,7 +170,7 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   cfg.maxClockDriftPercent = options_.maxClockDriftPercent;
   cfg.maxMessageBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
   cfg.maxEntryBytes = std::min<uint64_t>(1 << 20, options_.maxMessageBytes / 4);
-  cfg.applied = snap.meta.index;
+  cfg.applied = snapMeta.index;
   cfg.seed = rng_();
   if (options_.unsafeTestAckBeforePersist) {
     // Tests only: acknowledgements leave before the persist (see Fault::AckBeforePersist).
@@ -108,7 +180,8 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
   if (options_.unsafeTestStaleReads) {
     log("UNSAFE TEST MODE: serving every read from local state (--unsafe-test-stale-reads)");
   }
-  core_ = std::make_unique<Consensus>(cfg, *log_);
+  if (segmented_) coreView_ = std::make_unique<CoreLogView>(*log_);
+  core_ = std::make_unique<Consensus>(cfg, coreView_ ? *coreView_ : *log_);
   if (cfg.readMode == ReadMode::Lease) {
     log("lease reads: a lease lasts " + std::to_string(cfg.leaseTicks()) + " ticks (" +
         std::to_string(cfg.leaseTicks() * options_.tickMs) + " ms) from the sending of a heartbeat round a quorum "
@@ -171,10 +244,14 @@ void Node::process() {
   bool wrote = false;
   if (rd.snapshot) {
     log_->installSnapshot(*rd.snapshot);
-    if (!sm_.restore(rd.snapshot->data.view()) && !rd.snapshot->data.empty()) {
+    const SnapshotMeta& meta = rd.snapshot->meta;
+    if (received_.restore && received_.index == meta.index && received_.term == meta.term) {
+      received_.restore->apply();  // parsed while it streamed in
+    } else if (!sm_.restore(rd.snapshot->data.view()) && !rd.snapshot->data.empty()) {
       log("FATAL: a snapshot from the leader is not one of this state machine");
       std::abort();
     }
+    received_ = {};
     applied_ = rd.snapshot->meta.index.value;
     wrote = true;
   }
@@ -306,12 +383,27 @@ void Node::maybeCompact(bool force) {
   if (meta.index <= have) return;
   if (!force && meta.index - have < options_.snapshotEntries) return;
   if (meta.index.value != applied_) return;  // the state machine must be exactly at meta.index
-  StringSink sink;
+  ChunkSink sink;
   sm_.snapshot(sink);
-  Snapshot snap{meta, Bytes(sink.data)};
+  Snapshot snap{meta, sink.take()};
   log_->compact(snap);
-  log("snapshot at " + toString(meta.index) + " (" + std::to_string(sink.data.size()) + " bytes); log now " +
+  releaseFreeMemory();
+  log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes); log now " +
       toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
+}
+
+void Node::releaseFreeMemory() {
+  // A snapshot's chunks and bytes are freed in the middle of the heap, among the state
+  // machine's records: give their pages back rather than keep a snapshot's worth of free
+  // memory resident. keel-server links jemalloc (apps/CMakeLists.txt), whose arenas
+  // malloc_trim does not touch: purge them through mallctl when it is there.
+  if (mallctl) {
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096: MALLCTL_ARENAS_ALL
+    return;
+  }
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 uint64_t Node::takeSnapshot() {
@@ -347,6 +439,8 @@ kj::Promise<void> Node::tickLoop() {
     expireRequests();
     checkPeers();
     kick();
+    // A snapshot's bytes, held until the log has written them, go as soon as it has.
+    if (segmented_ && segmented_->releaseWritten()) releaseFreeMemory();
     return tickLoop();
   });
 }

@@ -80,7 +80,9 @@ class Node final {
   std::string checkOrigin(wire::Origin::Reader origin, const char* what);
   std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages);
   // A snapshot fully received from a peer.
-  void deliverSnapshot(Message m, std::string data);
+  // `restore`: the state machine's state parsed from it as it arrived (finished and checked),
+  // or nullptr.
+  void deliverSnapshot(Message m, Bytes data, std::unique_ptr<SnapshotRestore> restore);
   std::string addressOf(NodeId id) const;
   NodeId leader() const { return core_->leader(); }
   uint64_t maxMessageBytes() const { return options_.maxMessageBytes; }
@@ -114,6 +116,7 @@ class Node final {
   void applyCommitted(std::span<const Entry> committed);
   void serveReads();
   void maybeCompact(bool force);
+  void releaseFreeMemory();
   kj::Promise<void> tickLoop();
   // Lease reads: a leader's ticks must keep up with its clock (include/keel/config.h), so one
   // whose loop stalled ticks for the time it missed, here and before every read.
@@ -144,6 +147,16 @@ class Node final {
   std::unique_ptr<Log> logOwner_;
   Log* log_ = nullptr;
   SegmentedLog* segmented_ = nullptr;  // log_ when durable
+  // What the core reads when the log is durable: log_, except that snapshot() leaves out the
+  // bytes (the core only puts them in a message; sendSnapshot streams them from the log).
+  std::unique_ptr<Log> coreView_;
+  // The state parsed from the last snapshot received, applied instead of a restore() when the
+  // core installs that snapshot (same index and term: the same state, §5.4.3).
+  struct ReceivedRestore {
+    Index index;
+    Term term;
+    std::unique_ptr<SnapshotRestore> restore;
+  } received_;
   std::unique_ptr<Consensus> core_;
   std::mt19937_64 rng_;
   kj::TimePoint lastTick_ = kj::origin<kj::TimePoint>();  // the moment the latest tick stands for (monotonic clock)

@@ -3,6 +3,10 @@
 // reconnected with randomized exponential backoff; the accept loop for incoming connections.
 #include "node.h"
 
+#include <keel/segmented-log.h>
+
+#include <algorithm>
+
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
 
@@ -13,7 +17,10 @@ constexpr uint32_t kMaxInflightCalls = 64;    // deliver calls in flight per pee
 constexpr size_t kMaxQueuedMessages = 4096;   // beyond this, the oldest are dropped
 constexpr uint32_t kBackoffMinMs = 50;
 constexpr uint32_t kBackoffMaxMs = 2000;
-constexpr size_t kSnapshotChunkBytes = 256 * 1024;
+// Snapshot streaming: chunks of at most 4 MiB (and a quarter of --max-message-bytes), up to
+// 4 of them in flight.
+constexpr size_t kSnapshotChunkBytes = 4 << 20;
+constexpr uint32_t kSnapshotWindow = 4;
 }  // namespace
 
 std::string Node::addressOf(NodeId id) const {
@@ -193,46 +200,126 @@ void Node::flush(Peer& p) {
   }
 }
 
+namespace {
+
+// The bytes of a snapshot held in memory (the memory log's snapshots travel in the message).
+class BytesSnapshotReader final : public SegmentedLog::SnapshotReader {
+ public:
+  explicit BytesSnapshotReader(const Snapshot& s) : meta_(s.meta), data_(s.data) {}
+  const SnapshotMeta& meta() const override { return meta_; }
+  uint64_t size() const override { return data_.size(); }
+  void readInto(uint64_t offset, uint8_t* out, uint64_t n) const override {
+    KJ_REQUIRE(offset <= data_.size() && n <= data_.size() - offset);
+    if (n) memcpy(out, data_.data() + offset, n);
+  }
+
+ private:
+  SnapshotMeta meta_;
+  Bytes data_;
+};
+
+// Streams one snapshot into a peer's sink: up to kSnapshotWindow chunks in flight, each read
+// from the source straight into its call's message (one copy).
+struct SnapshotStream {
+  wire::SnapshotSink::Client sink;
+  std::shared_ptr<const SegmentedLog::SnapshotReader> src;
+  size_t chunkBytes;
+  uint64_t next = 0;
+  uint32_t inflight = 0;
+  bool failed = false;
+  kj::Own<kj::PromiseFulfiller<void>> done;
+
+  SnapshotStream(wire::SnapshotSink::Client s, std::shared_ptr<const SegmentedLog::SnapshotReader> r, size_t c)
+      : sink(kj::mv(s)), src(kj::mv(r)), chunkBytes(c) {}
+
+  static void pump(std::shared_ptr<SnapshotStream> t, kj::TaskSet& tasks) {
+    while (!t->failed && t->inflight < kSnapshotWindow && t->next < t->src->size()) {
+      size_t n = size_t(std::min<uint64_t>(t->chunkBytes, t->src->size() - t->next));
+      auto w = t->sink.writeRequest(capnp::MessageSize{n / 8 + 16, 0});
+      auto chunk = w.initChunk(n);
+      try {
+        t->src->readInto(t->next, chunk.begin(), n);
+      } catch (const std::exception& e) {
+        t->fail(KJ_EXCEPTION(FAILED, "reading the snapshot failed", e.what()));
+        return;
+      }
+      t->next += n;
+      ++t->inflight;
+      tasks.add(w.send().then(
+          [t, &tasks]() {
+            --t->inflight;
+            pump(t, tasks);
+          },
+          [t](kj::Exception&& e) { t->fail(kj::mv(e)); }));
+    }
+    if (!t->failed && t->inflight == 0 && t->next >= t->src->size() && t->done) {
+      t->done->fulfill();
+      t->done = nullptr;
+    }
+  }
+  void fail(kj::Exception&& e) {
+    if (failed) return;
+    failed = true;
+    if (done) done->reject(kj::mv(e));
+    done = nullptr;
+  }
+};
+
+}  // namespace
+
 void Node::sendSnapshot(Peer& p, const Message& m) {
   if (p.state != Peer::State::Connected || p.snapshotInFlight || !m.snapshot) return;
   KJ_IF_MAYBE(cap, p.cap) {
+    // The bytes come from a stable reader of the log's latest snapshot (the core's message has
+    // the metadata only, see CoreLogView); it may be newer than the one the core saw, and then
+    // its metadata goes with it. The memory log's snapshots travel in the message.
+    std::shared_ptr<const SegmentedLog::SnapshotReader> src;
+    if (segmented_) src = segmented_->snapshotReader();
+    else src = std::make_shared<BytesSnapshotReader>(*m.snapshot);
+    Message msg = m;
+    msg.snapshot = std::make_shared<Snapshot>(Snapshot{src->meta(), Bytes()});
     p.snapshotInFlight = true;
-    auto snap = m.snapshot;
     auto req = cap->installSnapshotRequest();
     auto origin = req.initOrigin();
     origin.setClusterId(options_.clusterId);
     origin.setFrom(options_.id);
     origin.setFromAddress(options_.listen);
     origin.setTo(p.id.value);
-    toWire(m, req.initMessage());
-    req.setSize(snap->data.size());
-    log("sending snapshot at " + toString(snap->meta.index) + " (" + std::to_string(snap->data.size()) +
+    toWire(msg, req.initMessage());
+    req.setSize(src->size());
+    log("sending snapshot at " + toString(src->meta().index) + " (" + std::to_string(src->size()) +
         " bytes) to n" + std::to_string(p.id.value));
     uint64_t gen = p.generation;
-    struct Stream {
-      static kj::Promise<void> chunks(wire::SnapshotSink::Client sink, std::shared_ptr<const Snapshot> s,
-                                      size_t offset) {
-        if (offset >= s->data.size()) return kj::READY_NOW;
-        size_t n = std::min(kSnapshotChunkBytes, s->data.size() - offset);
-        auto w = sink.writeRequest(capnp::MessageSize{n / 8 + 8, 0});
-        w.setChunk(kj::arrayPtr(s->data.data() + offset, n));
-        return w.send().then([sink, s, offset, n]() mutable { return chunks(kj::mv(sink), s, offset + n); });
-      }
-    };
+    // Chunks well inside the message limit (a chunk is one call).
+    size_t chunkBytes = size_t(std::clamp<uint64_t>(options_.maxMessageBytes / 4, 512, kSnapshotChunkBytes));
+    auto start = std::chrono::steady_clock::now();
     tasks_->add(req.send()
-                   .then([snap](capnp::Response<wire::Peer::InstallSnapshotResults>&& resp) -> kj::Promise<bool> {
+                   .then([this, src, chunkBytes](capnp::Response<wire::Peer::InstallSnapshotResults>&& resp)
+                             -> kj::Promise<bool> {
                      if (resp.getRefusal().size() > 0) return false;
                      auto sink = resp.getSink();
-                     return Stream::chunks(sink, snap, 0).then([sink]() mutable {
+                     auto t = std::make_shared<SnapshotStream>(sink, src, chunkBytes);
+                     auto paf = kj::newPromiseAndFulfiller<void>();
+                     t->done = kj::mv(paf.fulfiller);
+                     SnapshotStream::pump(t, *tasks_);
+                     return paf.promise.then([sink]() mutable {
                        return sink.doneRequest().send().then(
                            [](capnp::Response<wire::SnapshotSink::DoneResults>&& r) { return r.getOk(); });
                      });
                    })
                    .then(
-                       [this, &p, gen](bool ok) {
+                       [this, &p, gen, src, start](bool ok) {
                          if (gen != p.generation) return;
                          p.snapshotInFlight = false;
-                         if (!ok) log("n" + std::to_string(p.id.value) + " refused our snapshot");
+                         if (!ok) {
+                           log("n" + std::to_string(p.id.value) + " refused our snapshot");
+                           return;
+                         }
+                         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+                         char rate[64];
+                         snprintf(rate, sizeof rate, "%.2f s, %.1f MB/s", s, double(src->size()) / 1e6 / std::max(s, 1e-6));
+                         log("sent snapshot at " + toString(src->meta().index) + " to n" + std::to_string(p.id.value) +
+                             " (" + rate + ")");
                        },
                        [this, &p, gen](kj::Exception&& e) {
                          if (gen == p.generation) disconnected(p, e);

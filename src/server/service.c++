@@ -22,23 +22,37 @@ constexpr size_t kMaxBatchCalls = 1024;  // schema/client.capnp, Keel.batch
 
 }  // namespace
 
-// Receives a streamed snapshot; hands it to the node when complete.
+// Receives a streamed snapshot (chunks arrive in order: calls on one capability are delivered
+// in the order they were made) and hands it to the node, without a copy, once every byte
+// arrived. With the durable log the bytes also go to disk as they arrive
+// (SegmentedLog::receiveSnapshot), so that installing the snapshot has little left to write.
 class SinkImpl final : public wire::SnapshotSink::Server {
  public:
   SinkImpl(Node& node, Message m, uint64_t size) : node_(node), message_(std::move(m)), size_(size) {
-    data_.reserve(size);
+    if (node_.segmented_) receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
+    // The state machine parses the snapshot as it arrives (if it can), so that installing it
+    // later costs little.
+    restore_ = node_.sm_.beginRestore();
   }
   kj::Promise<void> write(WriteContext context) override {
     auto chunk = context.getParams().getChunk();
-    KJ_REQUIRE(data_.size() + chunk.size() <= size_, "snapshot larger than announced");
-    data_.append(reinterpret_cast<const char*>(chunk.begin()), chunk.size());
+    KJ_REQUIRE(!delivered_ && received_ + chunk.size() <= size_, "snapshot larger than announced");
+    if (receiver_) {
+      receiver_->write(chunk.begin(), chunk.size());
+    } else {
+      if (data_.size() != size_) data_ = Bytes::uninitialized(size_);  // first chunk
+      if (chunk.size()) memcpy(data_.mutableData() + received_, chunk.begin(), chunk.size());
+    }
+    if (restore_) restore_->write(std::string_view(reinterpret_cast<const char*>(chunk.begin()), chunk.size()));
+    received_ += chunk.size();
     return kj::READY_NOW;
   }
   kj::Promise<void> done(DoneContext context) override {
-    bool ok = data_.size() == size_ && !delivered_;
+    bool ok = received_ == size_ && !delivered_;
     if (ok) {
       delivered_ = true;
-      node_.deliverSnapshot(std::move(message_), std::move(data_));
+      if (restore_ && !restore_->finish()) restore_ = nullptr;  // restore() of the whole will judge it
+      node_.deliverSnapshot(std::move(message_), receiver_ ? receiver_->finish() : std::move(data_), std::move(restore_));
     }
     context.getResults().setOk(ok);
     return kj::READY_NOW;
@@ -48,7 +62,10 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   Node& node_;
   Message message_;
   uint64_t size_;
-  std::string data_;
+  uint64_t received_ = 0;
+  Bytes data_;
+  std::unique_ptr<SegmentedLog::SnapshotReceiver> receiver_;
+  std::unique_ptr<SnapshotRestore> restore_;
   bool delivered_ = false;
 };
 
@@ -236,18 +253,23 @@ std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message
   return "";
 }
 
-void Node::deliverSnapshot(Message m, std::string data) {
+void Node::deliverSnapshot(Message m, Bytes data, std::unique_ptr<SnapshotRestore> restore) {
   if (stopping_) return;
   auto snap = std::make_shared<Snapshot>(*m.snapshot);
-  snap->data = Bytes(data);
+  snap->data = std::move(data);
   m.snapshot = snap;
-  log("received snapshot at " + toString(snap->meta.index) + " (" + std::to_string(data.size()) + " bytes) from n" +
+  if (restore) received_ = ReceivedRestore{snap->meta.index, snap->meta.term, std::move(restore)};
+  log("received snapshot at " + toString(snap->meta.index) + " (" + std::to_string(snap->data.size()) + " bytes) from n" +
       std::to_string(m.from.value));
   try {
     core_->step(m);
   } catch (const std::invalid_argument& e) {
     log(std::string("refused a snapshot: ") + e.what());
   }
+  // The core keeps a snapshot it will install (§7); one it ignored (it had the entries) is not
+  // kept, and neither is the state parsed from it.
+  m.snapshot.reset();
+  if (snap.use_count() == 1 && received_.restore && received_.index == snap->meta.index) received_ = {};
   kick();
 }
 

@@ -177,6 +177,78 @@ TEST(Cluster, NodeAddedLiveCatchesUpBySnapshotAndIsRemovedLive) {
   EXPECT_EQ(got.value, "299");
 }
 
+// A snapshot of many chunks (the small message limit makes them 16 KiB: over a thousand, several
+// in flight at a time) streams to a new node; a first transfer is cut by killing the receiver
+// mid-way; the node restarts, the leader sends the snapshot again, and the node ends up with
+// exactly the leader's state.
+TEST(Cluster, ASnapshotCutMidTransferIsSentAgainAndArrivesWhole) {
+  ProcessCluster cluster(3, {"--snapshot-entries", "200", "--max-message-bytes", "65536"});
+  Client c(cluster.clientOptions(10000));
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  const int kKeys = 1600;
+  auto value = [](int i) {
+    std::string v(12000, 'a' + char(i % 26));
+    v += std::to_string(i);
+    return v;
+  };
+  for (int i = 0; i < kKeys; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), value(i)).ok()) << i;
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_TRUE(c.snapshot(cluster.node(leader).address).ok());
+  uint64_t four = cluster.addJoiner(4);
+  auto add = c.changeMembership(Client::Change::AddLearner, four, cluster.node(four).address);
+  ASSERT_TRUE(add.ok()) << add.detail;
+  // Cut the first transfer: kill the receiver once the leader has started sending.
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (cluster.log(leader).find("sending snapshot") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  cluster.kill(four, SIGKILL);
+  bool cut = cluster.log(four).find("received snapshot") == std::string::npos;
+  if (!cut) std::fprintf(stderr, "note: the first transfer completed before the kill\n");
+  cluster.start(four);
+  leader = cluster.waitLeader(c);
+  auto st = c.status(cluster.node(leader).address);
+  ASSERT_TRUE(st.ok());
+  ASSERT_TRUE(cluster.waitApplied(c, four, st.value.commit, 30s)) << "the learner did not catch up";
+  std::string l4 = cluster.log(four);
+  EXPECT_NE(l4.find("received snapshot"), std::string::npos);
+  EXPECT_NE(cluster.log(leader).find("sent snapshot"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(cluster.node(four).dir + "/snapshot.recv"));
+  EXPECT_TRUE(std::filesystem::exists(cluster.node(four).dir + "/snapshot"));
+  // The learner's own state, read locally (stale) through a client pinned to it.
+  Client::Options o = cluster.clientOptions();
+  o.addresses = {cluster.node(four).address};
+  std::thread([&, o]() {
+    Client one(o);
+    for (int i = 0; i < kKeys; i += 97) {
+      auto got = one.get("k" + std::to_string(i), Read::Stale);
+      ASSERT_TRUE(got.ok()) << i << ": " << got.detail;
+      EXPECT_EQ(got.value, value(i)) << i;
+    }
+  }).join();
+  // It still follows: a write made now reaches it too.
+  ASSERT_TRUE(c.put("after", "1").ok());
+  st = c.status(cluster.node(cluster.waitLeader(c)).address);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(cluster.waitApplied(c, four, st.value.commit));
+  // Restarted, it restores its state from its own snapshot file (streamed into the machine).
+  ASSERT_TRUE(c.snapshot(cluster.node(four).address).ok());
+  std::this_thread::sleep_for(200ms);
+  int status = cluster.terminate(four);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  cluster.start(four);
+  std::thread([&, o]() {
+    Client one(o);
+    for (int i = 0; i < kKeys; i += 101) {
+      auto got = one.get("k" + std::to_string(i), Read::Stale);
+      ASSERT_TRUE(got.ok()) << i << ": " << got.detail;
+      EXPECT_EQ(got.value, value(i)) << i;
+    }
+    auto got = one.get("after", Read::Stale);
+    ASSERT_TRUE(got.ok()) << got.detail;
+    EXPECT_EQ(got.value, "1");
+  }).join();
+}
+
 // Sends raw calls to a node: a peer of another cluster, an unknown node, an oversized message.
 TEST(Cluster, RefusesForeignPeersMalformedAndOversizedRequests) {
   ProcessCluster cluster(3, {"--max-message-bytes", "65536"});

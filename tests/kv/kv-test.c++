@@ -81,6 +81,36 @@ TEST_F(Kv, PutGetDelete) {
   EXPECT_EQ(sm.size(), 1u);
 }
 
+// A key and its value share one record: inline while they fit in 32 bytes together, else on
+// the heap; a value that grows or shrinks moves between the two.
+TEST_F(Kv, ValuesMoveBetweenInlineAndHeapStorageIntact) {
+  static_assert(sizeof(kv::detail::Record) == 40);
+  std::string longKey(40, 'k'), big(1000, 'b');
+  EXPECT_TRUE(put("k", "0123456789abcdef").ok());  // 1 + 16: inline
+  EXPECT_TRUE(put(longKey, "v").ok());             // 41: heap
+  EXPECT_TRUE(put("k", big).ok());                 // inline -> heap
+  EXPECT_EQ(get("k").value, big);
+  EXPECT_TRUE(put("k", "small").ok());             // heap -> inline
+  EXPECT_EQ(get("k").value, "small");
+  EXPECT_TRUE(put(longKey, "").ok());
+  EXPECT_EQ(get(longKey).value, "");
+  EXPECT_EQ(get(longKey).status, Status::Ok);
+  // APPEND grows a value across the boundary (31 bytes inline, then 32 + 1 on the heap).
+  for (int i = 0; i < 40; ++i) {
+    Reply r;
+    ASSERT_TRUE(kv::decodeReply(Op::Append, sm.apply(Index{++index}, kv::encodeAppend({}, "a", "x")), r));
+    EXPECT_EQ(r.count, uint64_t(i + 1));
+  }
+  EXPECT_EQ(get("a").value, std::string(40, 'x'));
+  auto all = sm.data();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all.at("k"), "small");
+  // A copy of the machine (its records copied) is equal and independent.
+  KvStateMachine copy = sm;
+  EXPECT_TRUE(put("k", big).ok());
+  EXPECT_EQ(copy.data().at("k"), "small");
+}
+
 TEST_F(Kv, CompareAndSet) {
   // Expected absent: create only.
   EXPECT_TRUE(cas("k", std::nullopt, "v1").ok());
@@ -225,6 +255,84 @@ TEST_F(Kv, RestoreRefusesForeignOrDamagedBytesAndKeepsState) {
   Collect e;
   empty.snapshot(e);
   EXPECT_TRUE(sm.restore(e.all()));
+  EXPECT_EQ(sm.size(), 0u);
+}
+
+// Snapshots end with an XXH3-64 under magic KEELKV02; those written before (KEELKV01, with an
+// FNV-1a) still restore, and a damaged one of either kind does not.
+TEST_F(Kv, RestoreReadsTheOlderFnvSnapshots) {
+  put("a", "1");
+  put("b", std::string(300, 'x'));
+  Collect sink;
+  sm.snapshot(sink);
+  std::string snap = sink.all();
+  ASSERT_EQ(snap.substr(0, 8), "KEELKV02");
+  std::string old = "KEELKV01" + snap.substr(8, snap.size() - 16);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : old) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  for (int i = 0; i < 8; ++i) old.push_back(char(h >> (8 * i)));
+  KvStateMachine other(options());
+  ASSERT_TRUE(other.restore(old));
+  EXPECT_EQ(other.data(), sm.data());
+  old[old.size() / 2] ^= 1;
+  EXPECT_FALSE(other.restore(old));
+  std::string xx = "KEELKV02" + old.substr(8);  // the FNV checksum under the new magic
+  EXPECT_FALSE(other.restore(xx));
+}
+
+// A snapshot restored as it streams in, cut anywhere, gives the state restore() gives; damaged
+// or older bytes fail finish() and change nothing.
+TEST_F(Kv, StreamedRestoreEqualsWholeRestoreWhereverTheBytesAreCut) {
+  uint64_t c = registerSession();
+  for (int i = 0; i < 300; ++i)
+    put("key" + std::to_string(i), std::string(i % 7 == 0 ? 5000 : 20, char('a' + i % 26)), {c, uint64_t(i + 1), 1});
+  Collect sink;
+  sm.snapshot(sink);
+  std::string snap = sink.all();
+  KvStateMachine whole(options());
+  ASSERT_TRUE(whole.restore(snap));
+  for (size_t piece : {size_t(1), size_t(3), size_t(7), size_t(100), size_t(4096), size_t(10000), snap.size()}) {
+    KvStateMachine other(options());
+    auto r = other.beginRestore();
+    ASSERT_TRUE(r);
+    for (size_t at = 0; at < snap.size(); at += piece) r->write(std::string_view(snap).substr(at, piece));
+    EXPECT_EQ(other.size(), 0u) << "nothing changes before apply()";
+    ASSERT_TRUE(r->finish()) << "pieces of " << piece;
+    r->apply();
+    EXPECT_EQ(other.data(), whole.data()) << piece;
+    EXPECT_EQ(other.clock(), whole.clock());
+    EXPECT_TRUE(other.hasSession(c));
+    Collect again;
+    other.snapshot(again);
+    EXPECT_EQ(again.all(), snap) << piece;
+  }
+  // Damaged anywhere, truncated, or with bytes after the checksum: finish() fails.
+  for (size_t flip : {size_t(3), size_t(20), snap.size() / 2, snap.size() - 3}) {
+    std::string bad = snap;
+    bad[flip] ^= 0x40;
+    KvStateMachine other(options());
+    auto r = other.beginRestore();
+    r->write(bad.substr(0, bad.size() / 3));
+    r->write(bad.substr(bad.size() / 3));
+    EXPECT_FALSE(r->finish()) << flip;
+    EXPECT_THROW(r->apply(), std::logic_error);
+  }
+  for (std::string bad : {snap.substr(0, snap.size() - 1), snap + "x", std::string("KEELKV01") + snap.substr(8)}) {
+    KvStateMachine other(options());
+    auto r = other.beginRestore();
+    r->write(bad);
+    EXPECT_FALSE(r->finish());
+  }
+  KvStateMachine empty(options());
+  Collect e;
+  empty.snapshot(e);
+  auto r = sm.beginRestore();
+  r->write(e.all());
+  ASSERT_TRUE(r->finish());
+  r->apply();
   EXPECT_EQ(sm.size(), 0u);
 }
 

@@ -113,6 +113,14 @@ void runWorkload(Workload& w, uint64_t seed, int batches) {
       s.meta.index = Index{cur.last() + rng() % 4};
       s.meta.term = Term{++term};
       s.data = Bytes(randomBytes(rng, 50 + rng() % 1000));
+      if (rng() % 2 == 0) {
+        // As the server receives one: streamed into snapshot.recv, then installed from there.
+        auto rx = log.receiveSnapshot(s.meta, s.data.size());
+        size_t half = s.data.size() / 2;
+        rx->write(s.data.data(), half);
+        rx->write(s.data.data() + half, s.data.size() - half);
+        s.data = rx->finish();
+      }
       log.installSnapshot(s);
       cur.snapIndex = s.meta.index.value;
       cur.snapTerm = s.meta.term.value;

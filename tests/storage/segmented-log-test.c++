@@ -441,5 +441,147 @@ TEST(SegmentedLog, CorruptionInAnEarlierSegmentNamesFileAndOffset) {
   }
 }
 
+// ---- Snapshot transfer: the reader a leader streams from, the receiver a follower fills ----
+
+std::string readAll(const SegmentedLog::SnapshotReader& r) {
+  std::string out(r.size(), '\0');
+  r.readInto(0, reinterpret_cast<uint8_t*>(out.data()), r.size());
+  return out;
+}
+
+TEST(SegmentedLogSnapshots, AReaderKeepsItsSnapshotAcrossLaterCompactions) {
+  TempDir t;
+  SegmentedLog log(t.log(), small());
+  for (uint64_t i = 1; i <= 40; ++i) {
+    Entry e = entry(i, 1, payload(i, 100));
+    log.append({&e, 1});
+  }
+  Snapshot a{SnapshotMeta{Index{10}, Term{1}, {}}, Bytes(payload(1, 5000))};
+  log.compact(a);
+  auto inMemory = log.snapshotReader();  // before the write: from memory
+  log.sync();
+  auto fromFile = log.snapshotReader();  // after: from the file
+  Snapshot b{SnapshotMeta{Index{20}, Term{1}, {}}, Bytes(payload(2, 7000))};
+  log.compact(b);
+  log.sync();
+  EXPECT_EQ(inMemory->meta().index, Index{10});
+  EXPECT_EQ(fromFile->meta().index, Index{10});
+  EXPECT_EQ(readAll(*inMemory), payload(1, 5000));
+  EXPECT_EQ(readAll(*fromFile), payload(1, 5000));  // the replaced file, still open
+  auto now = log.snapshotReader();
+  EXPECT_EQ(now->meta().index, Index{20});
+  EXPECT_EQ(readAll(*now), payload(2, 7000));
+  uint8_t x;
+  EXPECT_THROW(now->readInto(7000, &x, 1), std::invalid_argument);
+}
+
+TEST(SegmentedLogSnapshots, AWrittenSnapshotIsReadFromItsFileNotKeptInMemory) {
+  TempDir t;
+  SegmentedLog log(t.log(), small());
+  Entry e = entry(1, 1, "x");
+  log.append({&e, 1});
+  Bytes data(payload(3, 10000));
+  log.compact(Snapshot{SnapshotMeta{Index{1}, Term{1}, {}}, data});
+  log.sync();
+  EXPECT_TRUE(log.releaseWritten());  // an idle owner lets the log notice the write
+  EXPECT_EQ(data.useCount(), 1u);  // the log let go of the bytes
+  EXPECT_FALSE(log.releaseWritten());
+  EXPECT_EQ(log.snapshot().data.str(), payload(3, 10000));
+}
+
+TEST(SegmentedLogSnapshots, AReceivedSnapshotIsInstalledFromItsFileAndSurvivesReopen) {
+  TempDir t;
+  Membership m;
+  m.voters = {NodeId{1}, NodeId{2}, NodeId{3}};
+  std::string state = payload(4, 200000);
+  {
+    SegmentedLog log(t.log(), small());
+    for (uint64_t i = 1; i <= 30; ++i) {
+      Entry e = entry(i, 1, payload(i, 300));
+      log.append({&e, 1});
+    }
+    log.sync();
+    SnapshotMeta meta{Index{100}, Term{3}, m};
+    auto rx = log.receiveSnapshot(meta, state.size());
+    for (size_t off = 0; off < state.size(); off += 7000)
+      rx->write(reinterpret_cast<const uint8_t*>(state.data()) + off, std::min<size_t>(7000, state.size() - off));
+    EXPECT_THROW(rx->write(reinterpret_cast<const uint8_t*>("y"), 1), std::invalid_argument);
+    Bytes data = rx->finish();
+    EXPECT_EQ(data.view(), state);
+    log.installSnapshot(Snapshot{meta, data});
+    log.sync();
+    EXPECT_EQ(log.snapshot().data.view(), state);
+    EXPECT_FALSE(fsys::exists(t.log() + "/snapshot.recv"));
+  }
+  SegmentedLog log(t.log(), small());
+  EXPECT_EQ(log.snapshotMeta(), (SnapshotMeta{Index{100}, Term{3}, m}));
+  EXPECT_EQ(log.firstIndex(), Index{101});
+  EXPECT_EQ(log.lastIndex(), Index{100});
+  EXPECT_EQ(log.snapshot().data.view(), state);
+}
+
+TEST(SegmentedLogSnapshots, AnAbandonedReceiveLeavesNoFileAndTheLogUnchanged) {
+  TempDir t;
+  {
+    SegmentedLog log(t.log(), small());
+    Entry e = entry(1, 1, "one");
+    log.append({&e, 1});
+    std::string state = payload(5, 100000);
+    {
+      auto rx = log.receiveSnapshot(SnapshotMeta{Index{50}, Term{2}, {}}, state.size());
+      rx->write(reinterpret_cast<const uint8_t*>(state.data()), 30000);
+    }  // the connection dropped mid-transfer
+    log.sync();
+    EXPECT_FALSE(fsys::exists(t.log() + "/snapshot.recv"));
+    // A second receive replaces a first one that is still going.
+    auto first = log.receiveSnapshot(SnapshotMeta{Index{50}, Term{2}, {}}, state.size());
+    auto second = log.receiveSnapshot(SnapshotMeta{Index{60}, Term{2}, {}}, 3);
+    EXPECT_THROW(first->write(reinterpret_cast<const uint8_t*>(state.data()), 10), std::logic_error);
+    second->write(reinterpret_cast<const uint8_t*>("abc"), 3);
+    Bytes got = second->finish();
+    // The core did not install it (nobody holds the bytes): the log drops the receive.
+    got = Bytes();
+    log.sync();
+    log.snapshotReader();
+    log.sync();
+    EXPECT_FALSE(fsys::exists(t.log() + "/snapshot.recv"));
+    EXPECT_EQ(log.lastIndex(), Index{1});
+  }
+  // A crash mid-receive leaves snapshot.recv behind: opening removes it.
+  std::ofstream(t.log() + "/snapshot.recv") << "partial";
+  SegmentedLog log(t.log(), small());
+  EXPECT_FALSE(fsys::exists(t.log() + "/snapshot.recv"));
+  EXPECT_EQ(log.lastIndex(), Index{1});
+  EXPECT_EQ(all(log)[0].data.str(), "one");
+}
+
+TEST(SegmentedLogSnapshots, ACompactionDuringAReceiveLeavesTheReceiveAlone) {
+  TempDir t;
+  SegmentedLog log(t.log(), small());
+  for (uint64_t i = 1; i <= 20; ++i) {
+    Entry e = entry(i, 1, payload(i, 100));
+    log.append({&e, 1});
+  }
+  std::string state = payload(6, 50000);
+  SnapshotMeta meta{Index{40}, Term{2}, {}};
+  auto rx = log.receiveSnapshot(meta, state.size());
+  rx->write(reinterpret_cast<const uint8_t*>(state.data()), 20000);
+  log.compact(Snapshot{SnapshotMeta{Index{10}, Term{1}, {}}, Bytes(std::string("local"))});
+  log.sync();
+  rx->write(reinterpret_cast<const uint8_t*>(state.data()) + 20000, state.size() - 20000);
+  log.installSnapshot(Snapshot{meta, rx->finish()});
+  log.sync();
+  EXPECT_EQ(log.snapshotMeta().index, Index{40});
+  EXPECT_EQ(log.snapshot().data.view(), state);
+  // Installing other bytes than the received ones writes those.
+  std::string other = payload(7, 3000);
+  auto rx2 = log.receiveSnapshot(SnapshotMeta{Index{50}, Term{2}, {}}, 5);
+  rx2->write(reinterpret_cast<const uint8_t*>("hello"), 5);
+  Bytes held = rx2->finish();
+  log.installSnapshot(Snapshot{SnapshotMeta{Index{50}, Term{2}, {}}, Bytes(other)});
+  log.sync();
+  EXPECT_EQ(log.snapshot().data.str(), other);
+}
+
 }  // namespace
 }  // namespace keel
