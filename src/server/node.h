@@ -77,7 +77,7 @@ class Node final {
   std::string metricsText();
 
   // Incoming peer traffic: checks the origin; returns a refusal sentence or "".
-  std::string checkOrigin(wire::Origin::Reader origin, const char* what);
+  std::string checkOrigin(wire::Origin::Reader origin, const char* what, bool quiet = false);
   std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages);
   // A snapshot fully received from a peer.
   // `restore`: the state machine's state parsed from it as it arrived (finished and checked),
@@ -132,8 +132,10 @@ class Node final {
   void flush(Peer& p);
   void connect(Peer& p);
   void disconnected(Peer& p, const kj::Exception& e);
-  // Drops connections whose calls went unanswered too long (peerTimeoutMs): see peers.c++.
+  // Drops connections whose calls went unanswered too long (peerTimeoutMs), and introduces
+  // this node on idle ones: see peers.c++.
   void checkPeers();
+  void introduce(Peer& p);
   uint64_t peerTimeoutMs() const;
   void sendSnapshot(Peer& p, const Message& m);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);
@@ -223,6 +225,7 @@ struct Node::Peer {
   std::deque<Message> queue;
   uint32_t inflight = 0;
   kj::TimePoint lastAnswer = kj::origin<kj::TimePoint>();  // last reply, or the first call after none in flight
+  kj::TimePoint lastCall = kj::origin<kj::TimePoint>();    // last deliver call sent
   uint32_t backoffMs = 0;
   uint64_t generation = 0;
   bool flushScheduled = false;

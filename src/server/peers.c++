@@ -78,6 +78,7 @@ void Node::connect(Peer& p) {
                        p.backoffMs = 0;
                        p.inflight = 0;
                        log("connected to n" + std::to_string(p.id.value) + " at " + addressOf(p.id));
+                       introduce(p);
                        tasks_->add(p.network->onDisconnect().then([this, &p, gen]() {
                          if (gen == p.generation) disconnected(p, KJ_EXCEPTION(DISCONNECTED, "peer went away"));
                        }));
@@ -118,15 +119,48 @@ uint64_t Node::peerTimeoutMs() const {
 // fsync), so calls unanswered for the peer timeout mean a dead path: a partition that drops
 // packets (TCP retransmits with a backoff that reaches minutes) or a paused process. A new
 // connection finds out at once whether the path works again.
+//
+// A connection idle for a second carries an introduction: a deliver call with no messages,
+// whose origin tells the peer this node's address. Members added while the cluster runs are
+// in no one's --peers; without this, a leader elected after a learner was added (by another
+// leader) might never learn where the learner is, since a learner only talks to its leader.
 void Node::checkPeers() {
   kj::TimePoint now = timer_.now();
   for (auto& [id, pp] : peers_) {
     Peer& p = *pp;
-    if (p.state != Peer::State::Connected || p.inflight == 0) continue;
-    if (now - p.lastAnswer > peerTimeoutMs() * kj::MILLISECONDS) {
+    if (p.state != Peer::State::Connected) continue;
+    if (p.inflight > 0 && now - p.lastAnswer > peerTimeoutMs() * kj::MILLISECONDS) {
       disconnected(p, kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
                                     kj::str("no answer for ", peerTimeoutMs(), " ms")));
+    } else if (p.inflight == 0 && now - p.lastCall >= 1 * kj::SECONDS) {
+      introduce(p);
     }
+  }
+}
+
+void Node::introduce(Peer& p) {
+  if (p.state != Peer::State::Connected || !p.queue.empty()) return;  // a real call will carry it
+  KJ_IF_MAYBE(cap, p.cap) {
+    auto req = cap->deliverRequest(capnp::MessageSize{32, 0});
+    auto origin = req.initOrigin();
+    origin.setClusterId(options_.clusterId);
+    origin.setFrom(options_.id);
+    origin.setFromAddress(options_.listen);
+    origin.setTo(p.id.value);
+    req.initMessages(0);
+    if (p.inflight++ == 0) p.lastAnswer = timer_.now();
+    p.lastCall = timer_.now();
+    uint64_t gen = p.generation;
+    tasks_->add(req.send().then(
+        [this, &p, gen](capnp::Response<wire::Peer::DeliverResults>&&) {
+          if (gen != p.generation) return;
+          --p.inflight;
+          p.lastAnswer = timer_.now();
+          flush(p);
+        },
+        [this, &p, gen](kj::Exception&& e) {
+          if (gen == p.generation) disconnected(p, e);
+        }));
   }
 }
 
@@ -174,6 +208,7 @@ void Node::flush(Peer& p) {
       for (size_t i = 0; i < n; ++i) toWire(p.queue[i], list[i]);
       p.queue.erase(p.queue.begin(), p.queue.begin() + n);
       if (p.inflight++ == 0) p.lastAnswer = timer_.now();
+      p.lastCall = timer_.now();
       p.sent += n;
       uint64_t gen = p.generation;
       tasks_->add(req.send().then(

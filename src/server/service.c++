@@ -192,24 +192,29 @@ class Service final : public wire::Node::Server {
 
 capnp::Capability::Client makeService(Node& node) { return kj::heap<Service>(node); }
 
-std::string Node::checkOrigin(wire::Origin::Reader origin, const char* what) {
+std::string Node::checkOrigin(wire::Origin::Reader origin, const char* what, bool quiet) {
   std::string refusal;
   NodeId from{origin.getFrom()};
   if (std::string(origin.getClusterId().cStr()) != options_.clusterId) {
+    quiet = false;
     refusal = "cluster id mismatch: this node belongs to cluster '" + options_.clusterId + "', the sender to '" +
               origin.getClusterId().cStr() + "'";
   } else if (NodeId{origin.getTo()} != core_->id()) {
+    quiet = false;
     refusal = "addressed to n" + std::to_string(origin.getTo()) + " but this is n" + std::to_string(options_.id);
   } else if (!from || from == core_->id()) {
+    quiet = false;
     refusal = "invalid sender id " + std::to_string(from.value);
   } else if (!addresses_.count(from) && !core_->membership().contains(from)) {
     refusal = "unknown node n" + std::to_string(from.value) + " (not a member, not in --peers)";
+  } else {
+    quiet = false;  // `quiet` silences only the refusal of an unknown node
   }
   if (!refusal.empty()) {
     ++refusedPeers_;
     auto now = std::chrono::steady_clock::now();
     auto& last = lastRefusalLog_[from];
-    if (now - last > std::chrono::seconds(5)) {
+    if (!quiet && now - last > std::chrono::seconds(5)) {
       last = now;
       log(std::string("refused ") + what + " from n" + std::to_string(from.value) + " at " +
           origin.getFromAddress().cStr() + ": " + refusal);
@@ -229,7 +234,9 @@ std::string Node::checkOrigin(wire::Origin::Reader origin, const char* what) {
 
 std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages) {
   if (stopping_) return "shutting down";
-  std::string refusal = checkOrigin(origin, "messages");
+  // An introduction (no messages) from a node not yet a member is refused without a log line
+  // (a joiner introduces itself every second until it is added).
+  std::string refusal = checkOrigin(origin, "messages", messages.size() == 0);
   if (!refusal.empty()) return refusal;
   NodeId from{origin.getFrom()};
   catchUpTicks();  // lease reads: a forwarded read is answered from the lease, measured in ticks
