@@ -5,15 +5,17 @@
 # linearizable reads) and stops it. Prints the median ops/s and p99 of each side and the ratio
 # of the medians.
 #
-#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R]
+#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--write-docs]
 #
+# --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair.
 # NEW defaults to the working tree's HEAD. Both sides are loaded by their own `keel`, so a
 # change to the client library counts; pass --connections the same for both (an old `keel`
 # without --connections needs --connections 0). Ports 29100-29130.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" new=HEAD clients=64 conns=4 ops=40000 reps=5
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 write_docs=0
+args_given="$*"
 pos=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,11 +23,12 @@ while [ $# -gt 0 ]; do
     --connections) conns=$2; shift 2 ;;
     --ops) ops=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
-    -*) sed -n '2,13p' "$0" >&2; exit 2 ;;
+    --write-docs) write_docs=1; shift ;;
+    -*) sed -n '2,15p' "$0" >&2; exit 2 ;;
     *) pos+=("$1"); shift ;;
   esac
 done
-[ ${#pos[@]} -ge 1 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ ${#pos[@]} -ge 1 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 base=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && new=${pos[1]}
 . scripts/deps.sh
@@ -86,6 +89,7 @@ run_once() {  # build op -> "ops p99_ms"
   stop
 }
 
+results=""
 for op in write read; do
   a=() b=()
   for r in $(seq "$reps"); do
@@ -95,7 +99,7 @@ for op in write read; do
       b+=("$(run_once "$bdir_b" "$op")"); a+=("$(run_once "$bdir_a" "$op")")
     fi
   done
-  python3 - "$op" "$clients" "$base" "$new" "$reps" <<EOF
+  line=$(python3 - "$op" "$clients" "$base" "$new" "$reps" <<EOF
 import statistics, sys
 op, c, base, new, reps = sys.argv[1:]
 a = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${a[@]}")""".split("\n") if l.strip()]
@@ -105,4 +109,15 @@ pa, pb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
 print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f reps=%s"
       % (op, c, base, new, ma, mb, mb / ma, pa, pb, reps))
 EOF
+)
+  echo "$line"
+  results+="$line"$'\n'
 done
+if [ "$write_docs" = 1 ]; then
+  . scripts/doc-section.sh
+  nb=$(git rev-parse --short "$base") nn=$(git rev-parse --short "$new")
+  subjects=$(git log --first-parent --format='%h %s' "$nb..$nn" | head -20)
+  keel_write_doc_section docs/benchmarks.md "ab-$nb-$nn" "$(printf '### A/B %s -> %s (W4, C=%s)\n\nCommand: `bench/ab-e2e.sh %s` (%s %s UTC, %s cores, load average %s at the end).\nThe commits between them:\n\n```\n%s\n```\n\n```\n%s```' \
+    "$nb" "$nn" "$clients" "$args_given" "$(date -u +%Y-%m-%d)" "$(date -u +%H:%M)" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" "$subjects" "$results")"
+  echo "wrote docs/benchmarks.md" >&2
+fi
