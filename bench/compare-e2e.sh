@@ -67,11 +67,12 @@ election_ticks=10
 peers_flag="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 2)),3=127.0.0.1:$((base + 3))"
 cluster="127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))"
 declare -A node_pid
+server_flags=""
 start_node() {
   local i=$1
   "$server" --id "$i" --data-dir "$work/n$i" --listen "127.0.0.1:$((base + i))" --peers "$peers_flag" \
     --redis-listen "127.0.0.1:$((base + 10 + i))" --tick-ms $tick_ms --election-ticks $election_ticks \
-    --quiet true >>"$work/n$i.log" 2>&1 &
+    --quiet true $server_flags >>"$work/n$i.log" 2>&1 &
   node_pid[$i]=$!
   pids+=($!)
 }
@@ -222,20 +223,37 @@ print("RESULT workload=W6 kills=%d median_ms=%d min_ms=%d max_ms=%d election_tim
     "$((tick_ms * election_ticks))")
 fi
 
+# keel-lease: linearizable reads from the leader's lease (--read-mode lease, diss. §6.4.1:
+# safe while clocks drift less than --max-clock-drift-percent); the same cluster and data,
+# restarted. Writes do not depend on the read mode, so this row has reads only.
+for i in 1 2 3; do
+  [ -n "${node_pid[$i]:-}" ] && kill "${node_pid[$i]}" 2>/dev/null && wait "${node_pid[$i]}" 2>/dev/null || true
+done
+server_flags="--read-mode lease"
+for i in 1 2 3; do start_node "$i"; done
+L=$(wait_leader)
+systems="$systems keel-lease"
+for c in $clients; do
+  res[write,$c,keel-lease]="- - -"
+  res[read,$c,keel-lease]=$(median_of measure_keel read "$c")
+  echo "  W4 read C=$c keel-lease: ${res[read,$c,keel-lease]}" >&2
+done
+
 report() {
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores shared by the servers and the load generators"
   echo "# keel: 3 nodes, Release, SegmentedLog with fsync, tick ${tick_ms} ms, election timeout $((tick_ms * election_ticks))-$((2 * tick_ms * election_ticks)) ms"
   echo "# ops per run: max($min_ops, $per_client x C); values 16 B; distinct keys; medians of $reps run(s)"
   echo "# keel: \`keel bench\` (its client library: C clients on min(C, 4) connections, one session per connection, as etcd's load.go uses 4 connections); keel-resp: redis-benchmark on the leader's RESP port"
+  echo "# keel-lease: reads with --read-mode lease (the same cluster restarted)"
   echo "# etcd: peers/etcd-kv/run.sh (writes only); redis: peers/redis/run.sh (one node, appendfsync always)"
   echo
-  printf '| %-5s | %4s | %-9s | %9s | %8s | %8s |\n' op C system ops/s p50_ms p99_ms
-  printf '|-------|------|-----------|-----------|----------|----------|\n'
+  printf '| %-5s | %4s | %-10s | %9s | %8s | %8s |\n' op C system ops/s p50_ms p99_ms
+  printf '|-------|------|------------|-----------|----------|----------|\n'
   for c in $clients; do
     for op in write read; do
       for s in $systems; do
         set -- ${res[$op,$c,$s]}
-        printf '| %-5s | %4s | %-9s | %9s | %8s | %8s |\n' "$op" "$c" "$s" "$1" "$2" "$3"
+        printf '| %-5s | %4s | %-10s | %9s | %8s | %8s |\n' "$op" "$c" "$s" "$1" "$2" "$3"
       done
     done
   done
@@ -243,15 +261,15 @@ report() {
   echo "Ratios (same run):"
   for c in $clients; do
     python3 - "$c" "${res[write,$c,keel]}" "${res[write,$c,keel-resp]}" "${res[read,$c,keel]}" \
-      "${res[write,$c,etcd]:-- - -}" "${res[write,$c,redis]:-- - -}" <<'PY'
+      "${res[write,$c,etcd]:-- - -}" "${res[write,$c,redis]:-- - -}" "${res[read,$c,keel-lease]}" <<'PY'
 import sys
 c = sys.argv[1]
-kw, rw, kr, ew, xw = (s.split() for s in sys.argv[2:7])
+kw, rw, kr, ew, xw, kl = (s.split() for s in sys.argv[2:8])
 def r(a, b):
     try: return "%.2f" % (float(a) / float(b))
     except (ValueError, ZeroDivisionError): return "-"
-print("  C=%-4s keel/etcd writes %sx (p99 %s vs %s ms); keel-resp/redis writes %s; keel reads/writes %sx"
-      % (c, r(kw[0], ew[0]), kw[2], ew[2], r(rw[0], xw[0]), r(kr[0], kw[0])))
+print("  C=%-4s keel/etcd writes %sx (p99 %s vs %s ms); keel-resp/redis writes %s; keel reads/writes %sx (lease reads %sx)"
+      % (c, r(kw[0], ew[0]), kw[2], ew[2], r(rw[0], xw[0]), r(kr[0], kw[0]), r(kl[0], kw[0])))
 PY
   done
   echo
