@@ -101,8 +101,8 @@ std::string Node::metricsText() {
   {
     char clock[48];
     snprintf(clock, sizeof clock, "%.6f",
-             double((kj::systemPreciseMonotonicClock().now() - kj::origin<kj::TimePoint>()) / kj::MICROSECONDS) / 1e6);
-    o << "# HELP keel_monotonic_clock_seconds This node's monotonic clock (CLOCK_MONOTONIC), in seconds.\n"
+             double((clockNow() - kj::origin<kj::TimePoint>()) / kj::MICROSECONDS) / 1e6);
+    o << "# HELP keel_monotonic_clock_seconds This node's monotonic clock (CLOCK_MONOTONIC, or the test clock of --unsafe-test-clock-rate), in seconds.\n"
       << "# TYPE keel_monotonic_clock_seconds gauge\nkeel_monotonic_clock_seconds " << clock << "\n";
   }
   gauge("keel_lease", "1 while this node leads and holds a read lease (--read-mode lease).",

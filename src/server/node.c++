@@ -419,10 +419,10 @@ kj::Promise<void> Node::tickLoop() {
   auto tick = options_.tickMs * kj::MILLISECONDS;
   auto delay = tick;
   if (options_.readMode == ReadMode::Lease && core_->role() == Role::Leader) {
-    auto since = kj::systemPreciseMonotonicClock().now() - lastTick_;
+    auto since = clockNow() - lastTick_;
     delay = since >= tick ? 0 * kj::MILLISECONDS : tick - since;
   }
-  return timer_.afterDelay(delay).then([this]() -> kj::Promise<void> {
+  return timer_.afterDelay(realDuration(delay)).then([this]() -> kj::Promise<void> {
     if (stopping_) return kj::READY_NOW;
     // --unsafe-test-ack-before-persist: the only syncs, about every 2 s.
     if (options_.unsafeTestAckBeforePersist && segmented_ &&
@@ -434,7 +434,7 @@ kj::Promise<void> Node::tickLoop() {
     } else {
       core_->tick();
       ++ticks_;
-      lastTick_ = kj::systemPreciseMonotonicClock().now();
+      lastTick_ = clockNow();
     }
     expireRequests();
     checkPeers();
@@ -445,10 +445,22 @@ kj::Promise<void> Node::tickLoop() {
   });
 }
 
+kj::TimePoint Node::clockNow() const {
+  kj::TimePoint now = kj::systemPreciseMonotonicClock().now();
+  if (options_.unsafeTestClockRate == 1.0) return now;
+  auto elapsed = double((now - clockStart_) / kj::NANOSECONDS) * options_.unsafeTestClockRate;
+  return clockStart_ + int64_t(elapsed) * kj::NANOSECONDS;
+}
+
+kj::Duration Node::realDuration(kj::Duration d) const {
+  if (options_.unsafeTestClockRate == 1.0) return d;
+  return int64_t(double(d / kj::NANOSECONDS) / options_.unsafeTestClockRate) * kj::NANOSECONDS;
+}
+
 void Node::catchUpTicks() {
   if (options_.readMode != ReadMode::Lease) return;
   auto tick = options_.tickMs * kj::MILLISECONDS;
-  auto now = kj::systemPreciseMonotonicClock().now();
+  auto now = clockNow();
   // A leader counts every tick length that passed; once it stepped down, the rest is skipped
   // (a follower's late ticks are only late).
   while (core_->role() == Role::Leader && now - lastTick_ >= tick) {
@@ -599,7 +611,7 @@ kj::Promise<void> Node::run() {
       });
   return listening.then([this, stopped = kj::mv(paf.promise)]() mutable {
     if (!options_.http.empty()) tasks_->add(serveHttp());
-    lastTick_ = kj::systemPreciseMonotonicClock().now();
+    lastTick_ = clockNow();
     tasks_->add(tickLoop());
     // Connect to every known peer up front, so the first heartbeats find their connections.
     for (auto& [id, addr] : addresses_) {

@@ -121,6 +121,11 @@ class Node final {
   // Lease reads: a leader's ticks must keep up with its clock (include/keel/config.h), so one
   // whose loop stalled ticks for the time it missed, here and before every read.
   void catchUpTicks();
+  // This node's monotonic clock: the real one, or with --unsafe-test-clock-rate R one that runs
+  // R times as fast (the nemesis's clock skew); realDuration() turns its durations into real
+  // time for the timer.
+  kj::TimePoint clockNow() const;
+  kj::Duration realDuration(kj::Duration d) const;
   kj::Promise<void> waitDurable(uint64_t seq);
   kj::TimePoint deadline(uint32_t timeoutMs) const;
   void expireRequests();
@@ -163,6 +168,7 @@ class Node final {
   std::mt19937_64 rng_;
   kj::TimePoint lastTick_ = kj::origin<kj::TimePoint>();  // the moment the latest tick stands for (monotonic clock)
 
+  kj::TimePoint clockStart_ = kj::systemPreciseMonotonicClock().now();
   Ready current_;
   bool scheduled_ = false;
   bool syncing_ = false;

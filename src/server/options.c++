@@ -1,6 +1,7 @@
 // keel: the server's options (flags and config file).
 #include "options.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -77,6 +78,8 @@ const std::vector<OptionHelp>& optionHelp() {
        "TESTS ONLY (breaks durability): acknowledge writes before they are durable and write the log lazily."},
       {"unsafe-test-stale-reads", "<true|false>",
        "TESTS ONLY (breaks linearizability): serve every read from local state, without ReadIndex."},
+      {"unsafe-test-clock-rate", "<rate>",
+       "TESTS ONLY (clock skew): this node's clock runs <rate> times as fast as the real one (0.01..100)."},
   };
   return h;
 }
@@ -129,6 +132,11 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
     (name == "unsafe-test" ? o.unsafeTest
      : name == "unsafe-test-stale-reads" ? o.unsafeTestStaleReads
                                          : o.unsafeTestAckBeforePersist) = b;
+  } else if (name == "unsafe-test-clock-rate") {
+    char* end = nullptr;
+    double r = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !(r >= 0.01 && r <= 100)) return bad("expected a rate from 0.01 to 100");
+    o.unsafeTestClockRate = r;
   } else if (name == "cluster-id") {
     if (value.empty() || value.size() > 128) return bad("expected a name of 1 to 128 characters");
     o.clusterId = value;
@@ -210,9 +218,9 @@ std::string validate(const Options& o) {
     return "--read-mode lease and --unsafe-test-stale-reads together: the stale reads bypass every read "
            "mode, so the combination tests nothing";
   }
-  if ((o.unsafeTestAckBeforePersist || o.unsafeTestStaleReads) && !o.unsafeTest) {
-    return "--unsafe-test-ack-before-persist and --unsafe-test-stale-reads break safety on purpose "
-           "(tests only): they need --unsafe-test as well";
+  if ((o.unsafeTestAckBeforePersist || o.unsafeTestStaleReads || o.unsafeTestClockRate != 1.0) && !o.unsafeTest) {
+    return "--unsafe-test-ack-before-persist, --unsafe-test-stale-reads and --unsafe-test-clock-rate are for "
+           "tests only: they need --unsafe-test as well";
   }
   return "";
 }

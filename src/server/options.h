@@ -41,6 +41,10 @@ struct Options {
   bool unsafeTestAckBeforePersist = false;
   // --unsafe-test-stale-reads: serve every read from local state, without ReadIndex.
   bool unsafeTestStaleReads = false;
+  // --unsafe-test-clock-rate R: this node's clock (its ticks, and the monotonic clock of its
+  // lease bookkeeping) runs R times as fast as the real one: the nemesis's clock skew. (An
+  // injected clock: libfaketime cannot be preloaded into a process linked with jemalloc.)
+  double unsafeTestClockRate = 1.0;
 };
 
 // Sets one option by its flag name (without dashes). Returns an error sentence, "" when fine.

@@ -484,6 +484,19 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   EXPECT_NE(std::string(buf, n).find("--id"), std::string::npos) << buf;
   cmd = ProcessCluster::serverPath() + " --help >/dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
+  // The test clock: only with --unsafe-test, and only a sane rate.
+  auto refused = [](const std::string& flags, const char* says) {
+    std::string c = ProcessCluster::serverPath() + " --id 1 --memory-log true --peers 1=127.0.0.1:1 " + flags + " 2>&1";
+    FILE* f = ::popen(c.c_str(), "r");
+    char out[512] = {0};
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    int status = ::pclose(f);
+    EXPECT_NE(WEXITSTATUS(status), 0) << flags;
+    EXPECT_NE(std::string(out, got).find(says), std::string::npos) << flags << ": " << out;
+  };
+  refused("--unsafe-test-clock-rate 0.9", "need --unsafe-test");
+  refused("--unsafe-test true --unsafe-test-clock-rate 0", "expected a rate");
+  refused("--unsafe-test true --unsafe-test-clock-rate fast", "expected a rate");
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -103,17 +102,6 @@ std::optional<std::string> httpGet(const std::string& hostPort, const std::strin
   close(fd);
   if (!ok) return std::nullopt;
   return body;
-}
-
-std::string findLibfaketime() {
-  glob_t g{};
-  std::string found;
-  if (glob("/usr/lib/*/faketime/libfaketimeMT.so.1", 0, nullptr, &g) == 0 && g.gl_pathc > 0) found = g.gl_pathv[0];
-  globfree(&g);
-  if (found.empty() && access("/usr/lib/faketime/libfaketimeMT.so.1", R_OK) == 0) {
-    found = "/usr/lib/faketime/libfaketimeMT.so.1";
-  }
-  return found;
 }
 
 int cleanupLeftovers(const std::string& prefix) {
@@ -245,26 +233,18 @@ void Cluster::start(uint64_t id) {
     args.push_back("true");
   }
   for (auto& f : config_.extraFlags) args.push_back(f);
+  // A skewed clock: the server's injected test clock (--unsafe-test-clock-rate). libfaketime
+  // cannot be preloaded into keel-server, which is linked with jemalloc (the two recurse
+  // into each other at start-up). `faketime` holds a libfaketime-style spec, "+0 x<rate>".
+  if (!n.faketime.empty()) {
+    size_t x = n.faketime.find('x');
+    if (x == std::string::npos) throw std::runtime_error("a clock spec without a rate: " + n.faketime);
+    for (std::string a : {"--unsafe-test", "true", "--unsafe-test-clock-rate"}) args.push_back(a);
+    args.push_back(n.faketime.substr(x + 1));
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  // Under libfaketime: the environment with LD_PRELOAD and FAKETIME (a rate like "x0.9" uses
-  // a decimal point, which libfaketime reads in the C locale).
-  std::vector<std::string> env;
-  std::vector<char*> envp;
-  if (!n.faketime.empty()) {
-    if (config_.libfaketime.empty()) throw std::runtime_error("a node under faketime, but libfaketime is missing");
-    for (char** e = environ; *e; ++e) {
-      std::string v = *e;
-      if (v.rfind("LD_PRELOAD=", 0) == 0 || v.rfind("FAKETIME", 0) == 0 || v.rfind("LC_ALL=", 0) == 0) continue;
-      env.push_back(v);
-    }
-    env.push_back("LD_PRELOAD=" + config_.libfaketime);
-    env.push_back("FAKETIME=" + n.faketime);
-    env.push_back("LC_ALL=C");
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-  }
   std::string nsPath = "/run/netns/" + n.ns;
   // Everything the child needs is prepared before fork (no allocation after it).
   int nsFd = open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
@@ -276,7 +256,7 @@ void Cluster::start(uint64_t id) {
   }
   char banner[200];
   int len = snprintf(banner, sizeof banner, "---- nemesis: start %u of n%llu%s%s%s ----\n", n.starts + 1,
-                     (unsigned long long)id, n.faketime.empty() ? "" : " under faketime '", n.faketime.c_str(),
+                     (unsigned long long)id, n.faketime.empty() ? "" : " with the clock '", n.faketime.c_str(),
                      n.faketime.empty() ? "" : "'");
   if (write(logFd, banner, size_t(len)) < 0) {
   }
@@ -300,8 +280,7 @@ void Cluster::start(uint64_t id) {
     dup2(logFd, 2);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
-    if (!envp.empty()) execve(argv[0], argv.data(), envp.data());
-    else execv(argv[0], argv.data());
+    execv(argv[0], argv.data());
     _exit(125);
   }
   close(nsFd);

@@ -15,9 +15,10 @@
 //
 // PROCESSES: each server is forked by the thread that made the Cluster, enters its namespace
 // with setns(2) and execs keel-server; PR_SET_PDEATHSIG kills it if the harness dies. Its
-// stderr is appended to <out>/n<i>.log, its data lives in <out>/data/n<i>. A node may run under
-// libfaketime (Node::faketime, e.g. "+0 x0.9": its clocks, CLOCK_MONOTONIC included, run at 0.9
-// times the real rate), which the skew fault and the lease-slow-clock control use.
+// stderr is appended to <out>/n<i>.log, its data lives in <out>/data/n<i>. A node may run with a
+// skewed clock (Node::faketime, a libfaketime-style spec such as "+0 x0.9": its ticks and its
+// monotonic clock run at 0.9 times the real rate, through keel-server's injected test clock,
+// --unsafe-test-clock-rate), which the skew fault and the lease-slow-clock control use.
 //
 // Not thread-safe: one thread (the nemesis thread, which is the main thread) drives it.
 #pragma once
@@ -40,9 +41,6 @@ int shell(const std::string& command, std::string* out = nullptr);
 // GET http://<hostPort><path> with a deadline; the body, or nullopt on any failure.
 std::optional<std::string> httpGet(const std::string& hostPort, const std::string& path, int timeoutMs);
 
-// The multi-threaded libfaketime library (Debian's libfaketime package), or "" when missing.
-std::string findLibfaketime();
-
 // Removes every namespace and link whose name starts with `prefix` ("all": every name that
 // looks like a nemesis run's, kn + 4 hex digits), after killing the processes inside those
 // namespaces (by pid, as listed by `ip netns pids`). Returns how many objects it removed.
@@ -52,7 +50,6 @@ struct ServerConfig {
   std::string serverPath;                // keel-server
   std::string outDir;                    // logs and data dirs
   std::vector<std::string> extraFlags;   // appended to every node's command line
-  std::string libfaketime;               // for nodes with a faketime spec (findLibfaketime())
   uint32_t tickMs = 50;
   uint32_t electionTicks = 10;
 };

@@ -329,7 +329,7 @@ class Run {
     int64_t ns = 0;
   };
   TickSample tickSample(uint64_t id, uint32_t withinMs);
-  // Checks that a node under faketime ran at the rate asked for (its monotonic clock against
+  // Checks that a node with a skewed clock ran at the rate asked for (its monotonic clock against
   // the run's between two samples); logs it and keeps it for the summary.
   void checkSkew(uint64_t id, double rate, const TickSample& a, const TickSample& b);
   void restartWithClock(uint64_t id, const std::string& faketime);
@@ -529,7 +529,7 @@ std::function<void()> Run::inject(const std::string& kind) {
     char spec[32];
     snprintf(spec, sizeof spec, "+0 x%.4f", rate);
     restartWithClock(v, spec);
-    note(kind + ": n" + std::to_string(v) + " restarted under faketime '" + spec + "'");
+    note(kind + ": n" + std::to_string(v) + " restarted with its clock at '" + spec + "'");
     TickSample a = tickSample(v, 3000);
     if (slow) {
       if (makeLeader(v, kind)) {
@@ -680,7 +680,6 @@ RunResult Run::go() {
     sc.extraFlags.insert(sc.extraFlags.end(), {"--heartbeat-ticks", "1"});
     sc.electionTicks = 20;
   }
-  sc.libfaketime = findLibfaketime();
   tickMs_ = sc.tickMs;
   note("run " + prefix_ + ": " + std::to_string(args_.nodes) + " nodes, " + std::to_string(args_.time) +
        " s, seed " + std::to_string(seed_) + ", read mode " + args_.readMode + ", faults " + join(args_.faults) +
@@ -824,7 +823,7 @@ RunResult Run::go() {
       << "  server crashes: " << crashes_.size() << "\n"
       << "  read mode:      " << args_.readMode << "\n";
   if (!skewChecks_.empty()) {
-    txt << "  clock skew:     " << skewChecks_.size() << " restarts under faketime, " << skewNotInEffect_
+    txt << "  clock skew:     " << skewChecks_.size() << " restarts with a skewed clock, " << skewNotInEffect_
         << " not in effect\n";
     for (auto& s : skewChecks_) txt << "    " << s << "\n";
   }
@@ -971,13 +970,6 @@ int main(int argc, char** argv) {
     }
   }
   if (a.faults.empty()) return usage("--faults: empty");
-  bool needsFaketime = a.control == "lease-slow-clock" ||
-                       std::find(a.faults.begin(), a.faults.end(), "skew") != a.faults.end();
-  if (needsFaketime && findLibfaketime().empty()) {
-    std::fprintf(stderr, "keel-nemesis: the skew fault and the lease-slow-clock control need libfaketime "
-                         "(apt-get install faketime)\n");
-    return 2;
-  }
   if (shell("iptables --version") != 0 || shell("ip -V") != 0) {
     std::fprintf(stderr, "keel-nemesis: needs iproute2 and iptables (apt-get install iproute2 iptables)\n");
     return 2;
