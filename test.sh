@@ -21,7 +21,11 @@ section "tests"
 (cd build/cov && ctest --output-on-failure -j "$jobs") || status=1
 
 section "line coverage"
-gcov_args=(-r . --object-directory build/cov --exclude '.*-test\.c\+\+' --exclude 'tests/' --exclude 'build/')
+# --gcov-ignore-parse-errors: processes of one binary that end together (the servers of the
+# integration and fault tests) can race on a .gcda file and leave a negative branch count,
+# which gcovr 5.2 otherwise refuses to parse at all.
+gcov_args=(-r . --object-directory build/cov --exclude '.*-test\.c\+\+' --exclude 'tests/' --exclude 'build/'
+           --gcov-ignore-parse-errors)
 gcovr "${gcov_args[@]}" --filter 'src/' --print-summary -o build/cov/coverage.txt build/cov 2>/dev/null | tail -n 3 || true
 sed -n '/^---/,$p' build/cov/coverage.txt | head -n 60 || true
 echo "consensus module (src/core), which must stay at 90% or more:"
