@@ -116,7 +116,7 @@ done
 if [ "$write_docs" = 1 ]; then
   . scripts/doc-section.sh
   nb=$(git rev-parse --short "$base") nn=$(git rev-parse --short "$new")
-  subjects=$(git log --first-parent --format='%h %s' "$nb..$nn" | head -20)
+  subjects=$(git log --first-parent -n 20 --format='%h %s' "$nb..$nn")
   keel_write_doc_section docs/benchmarks.md "ab-$nb-$nn" "$(printf '### A/B %s -> %s (W4, C=%s)\n\nCommand: `bench/ab-e2e.sh %s` (%s %s UTC, %s cores, load average %s at the end).\nThe commits between them:\n\n```\n%s\n```\n\n```\n%s```' \
     "$nb" "$nn" "$clients" "$args_given" "$(date -u +%Y-%m-%d)" "$(date -u +%H:%M)" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" "$subjects" "$results")"
   echo "wrote docs/benchmarks.md" >&2
