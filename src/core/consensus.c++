@@ -183,18 +183,20 @@ Consensus::Impl::Impl(const Config& config, const Log& log)
   if (auto err = snap.membership.validate(); !err.empty() && snap.membership != Membership{})
     throw std::invalid_argument("keel::Consensus: the log's snapshot has no usable membership (" + err +
                                 "); a new cluster starts from a log holding its initial membership");
-  if (hs.commit > log.lastIndex() || hs.commit < snap.index)
+  if (hs.commit > log.lastIndex())
     throw std::invalid_argument("keel::Consensus: the log's commit index " + toString(hs.commit) +
                                 " is outside its entries " + toString(snap.index) + ".." + toString(log.lastIndex()));
+  // §7: a snapshot holds committed entries only. A node that installed a leader's snapshot and
+  // stopped before its next hard state reached the disk has a commit index below it.
   term_ = hs.term;
   vote_ = hs.vote;
-  log_.committed = hs.commit;
-  prevHardState_ = hs;
+  log_.committed = std::max(hs.commit, snap.index);
+  prevHardState_ = hs;  // as on disk: a corrected commit index goes out with the next Ready
   membership_ = snap.membership;
   applied_ = snap.index;
   // A state machine that kept its state across the restart: replay the membership entries up
   // to what it applied, so that the configuration is the one as of `applied`.
-  Index applied = std::min(cfg_.applied, hs.commit);
+  Index applied = std::min(cfg_.applied, log_.committed);
   if (applied > applied_) {
     std::vector<Entry> es;
     log_.entries(applied_.next(), applied.next(), ~uint64_t{0}, es);

@@ -231,10 +231,30 @@ TEST(Paper_7, RestartWithAppliedSkipsAppliedEntries) {
   ASSERT_EQ(rd.committed.size(), 1u);
   EXPECT_EQ(rd.committed[0].index, Index{3});
   node.advance();
-  // A log whose commit index is outside its entries is refused.
+  // A log whose commit index is beyond its entries is refused.
   MemoryLog bad(votersOf({1}));
   bad.setHardState(HardState{Term{1}, kNoNode, Index{5}});
   EXPECT_THROW(Consensus(cfg, bad), std::invalid_argument);
+  // One whose commit index is below its snapshot (the node stopped after installing a leader's
+  // snapshot, before its next hard state was durable: seen in a one-hour nemesis run, where
+  // the node then never started again) starts with the snapshot's index committed.
+  MemoryLog behind(votersOf({1, 2, 3}));
+  Snapshot s;
+  s.meta.index = Index{10};
+  s.meta.term = Term{2};
+  s.meta.membership = votersOf({1, 2, 3});
+  behind.installSnapshot(s);
+  behind.setHardState(HardState{Term{2}, kNoNode, Index{4}});
+  Config c2 = cfg;
+  c2.applied = Index{10};
+  Consensus restarted(c2, behind);
+  EXPECT_EQ(restarted.commitIndex(), Index{10});
+  EXPECT_EQ(restarted.appliedIndex(), Index{10});
+  ASSERT_TRUE(restarted.hasReady());  // the corrected commit index is written back
+  const Ready& fix = restarted.ready();
+  ASSERT_TRUE(fix.hardState.has_value());
+  EXPECT_EQ(fix.hardState->commit, Index{10});
+  restarted.advance();
 }
 
 }  // namespace
