@@ -141,6 +141,8 @@ class Node final {
   // this node on idle ones: see peers.c++.
   void checkPeers();
   void introduce(Peer& p);
+  // Who is calling: every call to a peer carries this node's origin (docs/rpc.md, "Origin").
+  void fillOrigin(wire::Origin::Builder origin, const Peer& p) const;
   uint64_t peerTimeoutMs() const;
   void sendSnapshot(Peer& p, const Message& m);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);

@@ -110,6 +110,13 @@ void Node::disconnected(Peer& p, const kj::Exception& e) {
   }));
 }
 
+void Node::fillOrigin(wire::Origin::Builder origin, const Peer& p) const {
+  origin.setClusterId(options_.clusterId);
+  origin.setFrom(options_.id);
+  origin.setFromAddress(options_.listen);
+  origin.setTo(p.id.value);
+}
+
 uint64_t Node::peerTimeoutMs() const {
   // Two of the longest election timeouts (2 x electionTicks ticks), at least a second.
   return std::max<uint64_t>(1000, 4ull * options_.electionTicks * options_.tickMs);
@@ -142,11 +149,7 @@ void Node::introduce(Peer& p) {
   if (p.state != Peer::State::Connected || !p.queue.empty()) return;  // a real call will carry it
   KJ_IF_MAYBE(cap, p.cap) {
     auto req = cap->deliverRequest(capnp::MessageSize{32, 0});
-    auto origin = req.initOrigin();
-    origin.setClusterId(options_.clusterId);
-    origin.setFrom(options_.id);
-    origin.setFromAddress(options_.listen);
-    origin.setTo(p.id.value);
+    fillOrigin(req.initOrigin(), p);
     req.initMessages(0);
     if (p.inflight++ == 0) p.lastAnswer = timer_.now();
     p.lastCall = timer_.now();
@@ -199,11 +202,7 @@ void Node::flush(Peer& p) {
       // Sized for the entries and the per-message fields, so the first segment fits the call
       // instead of starting at the default 1024 words (zero-filled) and growing.
       auto req = cap->deliverRequest(capnp::MessageSize{bytes / 8 + n * 24 + 64, 0});
-      auto origin = req.initOrigin();
-      origin.setClusterId(options_.clusterId);
-      origin.setFrom(options_.id);
-      origin.setFromAddress(options_.listen);
-      origin.setTo(p.id.value);
+      fillOrigin(req.initOrigin(), p);
       auto list = req.initMessages(n);
       for (size_t i = 0; i < n; ++i) toWire(p.queue[i], list[i]);
       p.queue.erase(p.queue.begin(), p.queue.begin() + n);
@@ -315,11 +314,7 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
     msg.snapshot = std::make_shared<Snapshot>(Snapshot{src->meta(), Bytes()});
     p.snapshotInFlight = true;
     auto req = cap->installSnapshotRequest();
-    auto origin = req.initOrigin();
-    origin.setClusterId(options_.clusterId);
-    origin.setFrom(options_.id);
-    origin.setFromAddress(options_.listen);
-    origin.setTo(p.id.value);
+    fillOrigin(req.initOrigin(), p);
     toWire(msg, req.initMessage());
     req.setSize(src->size());
     log("sending snapshot at " + toString(src->meta().index) + " (" + std::to_string(src->size()) +
