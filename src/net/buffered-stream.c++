@@ -59,7 +59,8 @@ kj::Promise<void> BufferedStream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj
     });
     return chain_.addBranch();
   }
-  for (auto& p : pieces) pending_.addAll(p);
+  if (pending_.empty() && pending_.capacity() == 0) pending_.swap(spare_);
+  for (auto& p : pieces) pending_.insert(pending_.end(), p.begin(), p.end());
   if (pending_.size() + inChain_ >= kHighWaterBytes) {
     flush();
     return chain_.addBranch();
@@ -76,13 +77,20 @@ kj::Promise<void> BufferedStream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj
 
 void BufferedStream::flush() {
   if (pending_.empty()) return;
-  auto data = pending_.releaseAsArray();
-  size_t size = data.size();
+  auto data = kj::heap<std::vector<kj::byte>>(std::move(pending_));
+  pending_ = {};
+  size_t size = data->size();
   inChain_ += size;
   append([this, data = kj::mv(data), size]() mutable {
     ++innerWrites_;
-    auto p = inner_->write(data.begin(), data.size());
-    return p.attach(kj::mv(data)).then([this, size]() { inChain_ -= size; });
+    auto p = inner_->write(data->data(), data->size());
+    return p.then([this, size, data = kj::mv(data)]() mutable {
+      inChain_ -= size;
+      if (spare_.capacity() == 0 && data->capacity() <= 4 * kDirectBytes) {
+        data->clear();
+        spare_.swap(*data);
+      }
+    });
   });
 }
 

@@ -15,7 +15,7 @@
 #pragma once
 
 #include <kj/async-io.h>
-#include <kj/vector.h>
+#include <vector>
 
 namespace keel::net {
 
@@ -60,7 +60,10 @@ class BufferedStream final : public kj::AsyncIoStream {
   size_t readPos_ = 0;
   size_t readEnd_ = 0;
 
-  kj::Vector<kj::byte> pending_;  // written, not yet handed to inner_
+  // Written, not yet handed to inner_. A std::vector: its copies are memmove in every build,
+  // where kj::Vector<byte> (0.9.2) copies byte by byte, which unoptimized builds feel.
+  std::vector<kj::byte> pending_;
+  std::vector<kj::byte> spare_;  // a written buffer kept for the next flush (no allocation)
   size_t inChain_ = 0;            // bytes handed to the chain, not yet written
   kj::ForkedPromise<void> chain_;
   bool flushQueued_ = false;
