@@ -6,6 +6,7 @@
 #include <keel/segmented-log.h>
 
 #include <algorithm>
+#include <functional>
 
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
@@ -258,15 +259,23 @@ struct SnapshotStream {
   wire::SnapshotSink::Client sink;
   std::shared_ptr<const SegmentedLog::SnapshotReader> src;
   size_t chunkBytes;
+  std::function<bool()> wanted;  // false once the sender is no longer the leader it was
   uint64_t next = 0;
   uint32_t inflight = 0;
   bool failed = false;
   kj::Own<kj::PromiseFulfiller<void>> done;
 
-  SnapshotStream(wire::SnapshotSink::Client s, std::shared_ptr<const SegmentedLog::SnapshotReader> r, size_t c)
-      : sink(kj::mv(s)), src(kj::mv(r)), chunkBytes(c) {}
+  SnapshotStream(wire::SnapshotSink::Client s, std::shared_ptr<const SegmentedLog::SnapshotReader> r, size_t c,
+                 std::function<bool()> w)
+      : sink(kj::mv(s)), src(kj::mv(r)), chunkBytes(c), wanted(kj::mv(w)) {}
 
   static void pump(std::shared_ptr<SnapshotStream> t, kj::TaskSet& tasks) {
+    if (!t->failed && t->next < t->src->size() && !t->wanted()) {
+      // A deposed leader's stream would only compete with the new leader's (the receiver keeps
+      // one receive, the latest).
+      t->fail(KJ_EXCEPTION(FAILED, "no longer the leader that began sending the snapshot"));
+      return;
+    }
     while (!t->failed && t->inflight < kSnapshotWindow && t->next < t->src->size()) {
       size_t n = size_t(std::min<uint64_t>(t->chunkBytes, t->src->size() - t->next));
       auto w = t->sink.writeRequest(capnp::MessageSize{n / 8 + 16, 0});
@@ -323,12 +332,13 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
     // Chunks well inside the message limit (a chunk is one call).
     size_t chunkBytes = size_t(std::clamp<uint64_t>(options_.maxMessageBytes / 4, 512, kSnapshotChunkBytes));
     auto start = std::chrono::steady_clock::now();
+    auto wanted = [this, term = core_->term()]() { return core_->role() == Role::Leader && core_->term() == term; };
     tasks_->add(req.send()
-                   .then([this, src, chunkBytes](capnp::Response<wire::Peer::InstallSnapshotResults>&& resp)
+                   .then([this, src, chunkBytes, wanted](capnp::Response<wire::Peer::InstallSnapshotResults>&& resp)
                              -> kj::Promise<bool> {
                      if (resp.getRefusal().size() > 0) return false;
                      auto sink = resp.getSink();
-                     auto t = std::make_shared<SnapshotStream>(sink, src, chunkBytes);
+                     auto t = std::make_shared<SnapshotStream>(sink, src, chunkBytes, wanted);
                      auto paf = kj::newPromiseAndFulfiller<void>();
                      t->done = kj::mv(paf.fulfiller);
                      SnapshotStream::pump(t, *tasks_);
@@ -352,7 +362,14 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
                              " (" + rate + ")");
                        },
                        [this, &p, gen](kj::Exception&& e) {
-                         if (gen == p.generation) disconnected(p, e);
+                         if (gen != p.generation) return;
+                         // A lost connection is the connection's business; a stream that failed
+                         // on its own (the receiver took a newer one, we were deposed) leaves
+                         // the connection up, and the core sends the snapshot again if it must.
+                         if (e.getType() == kj::Exception::Type::DISCONNECTED) return disconnected(p, e);
+                         p.snapshotInFlight = false;
+                         log("sending the snapshot to n" + std::to_string(p.id.value) + " stopped: " +
+                             e.getDescription().cStr());
                        }));
   }
 }

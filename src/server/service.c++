@@ -29,6 +29,8 @@ constexpr size_t kMaxBatchCalls = 1024;  // schema/client.capnp, Keel.batch
 class SinkImpl final : public wire::SnapshotSink::Server {
  public:
   SinkImpl(Node& node, Message m, uint64_t size) : node_(node), message_(std::move(m)), size_(size) {
+    node_.log("receiving snapshot at " + toString(message_.snapshot->meta.index) + " (" + std::to_string(size) +
+              " bytes) from n" + std::to_string(message_.from.value) + " of term " + std::to_string(message_.term.value));
     if (node_.segmented_) receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
     // The state machine parses the snapshot as it arrives (if it can), so that installing it
     // later costs little.
