@@ -208,7 +208,13 @@ Node::~Node() {
 
 void Node::log(const std::string& line) const {
   if (options_.quiet) return;
-  std::fprintf(stderr, "keel-server n%llu: %s\n", (unsigned long long)options_.id, line.c_str());
+  // Wall-clock time of day, to the millisecond (UTC), so that the logs of nodes line up.
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  tm t{};
+  ::gmtime_r(&ts.tv_sec, &t);
+  std::fprintf(stderr, "%02d:%02d:%02d.%03ld keel-server n%llu: %s\n", t.tm_hour, t.tm_min, t.tm_sec,
+               ts.tv_nsec / 1000000, (unsigned long long)options_.id, line.c_str());
 }
 
 capnp::ReaderOptions Node::readerOptions() const {
@@ -239,6 +245,11 @@ void Node::process() {
   if (!core_->hasReady()) return;
   current_ = core_->ready();
   const Ready& rd = current_;
+  if (core_->role() != loggedRole_ || core_->term() != loggedTerm_) {
+    loggedRole_ = core_->role();
+    loggedTerm_ = core_->term();
+    log(std::string(toString(loggedRole_)) + " at term " + std::to_string(loggedTerm_.value));
+  }
   // §10.2.1 (diss.): the leader's Appends go out before its own write is durable.
   for (const Message& m : rd.messages) send(m);
   bool wrote = false;
@@ -422,8 +433,10 @@ kj::Promise<void> Node::tickLoop() {
     auto since = clockNow() - lastTick_;
     delay = since >= tick ? 0 * kj::MILLISECONDS : tick - since;
   }
-  return timer_.afterDelay(realDuration(delay)).then([this]() -> kj::Promise<void> {
+  auto due = kj::systemPreciseMonotonicClock().now() + realDuration(delay);
+  return timer_.afterDelay(realDuration(delay)).then([this, due]() -> kj::Promise<void> {
     if (stopping_) return kj::READY_NOW;
+    warnIfLate(due);
     // --unsafe-test-ack-before-persist: the only syncs, about every 2 s.
     if (options_.unsafeTestAckBeforePersist && segmented_ &&
         ++unsafeTestTicks_ % std::max<uint64_t>(1, 2000 / options_.tickMs) == 0) {
@@ -443,6 +456,18 @@ kj::Promise<void> Node::tickLoop() {
     if (segmented_ && segmented_->releaseWritten()) releaseFreeMemory();
     return tickLoop();
   });
+}
+
+void Node::warnIfLate(kj::TimePoint due) {
+  // A loop that runs late delays heartbeats and votes: worth a line (at most one per 5 s) once
+  // it is half an election timeout late, the point at which followers start to campaign.
+  auto now = kj::systemPreciseMonotonicClock().now();
+  int64_t lateMs = (now - due) / kj::MILLISECONDS;  // the timer may fire a little early: negative
+  int64_t electionMs = int64_t(options_.electionTicks) * int64_t(options_.tickMs);
+  if (lateMs < std::max<int64_t>(100, electionMs / 2) || now - lastLateWarning_ < 5 * kj::SECONDS) return;
+  lastLateWarning_ = now;
+  log("the event loop ran " + std::to_string(lateMs) + " ms late (election timeout " + std::to_string(electionMs) +
+      " ms): the machine is overloaded or a step took too long");
 }
 
 kj::TimePoint Node::clockNow() const {

@@ -121,6 +121,8 @@ class Node final {
   // Lease reads: a leader's ticks must keep up with its clock (include/keel/config.h), so one
   // whose loop stalled ticks for the time it missed, here and before every read.
   void catchUpTicks();
+  // Logs that a tick due at `due` (real monotonic time) ran late (rate-limited).
+  void warnIfLate(kj::TimePoint due);
   // This node's monotonic clock: the real one, or with --unsafe-test-clock-rate R one that runs
   // R times as fast (the nemesis's clock skew); realDuration() turns its durations into real
   // time for the timer.
@@ -174,6 +176,9 @@ class Node final {
   Ready current_;
   bool scheduled_ = false;
   bool syncing_ = false;
+  Role loggedRole_ = Role::Follower;  // the role and term last logged (process())
+  Term loggedTerm_{};
+  kj::TimePoint lastLateWarning_ = kj::origin<kj::TimePoint>();  // warnIfLate()
   bool stopping_ = false;
   kj::Own<kj::PromiseFulfiller<void>> stopped_;
   kj::Own<kj::TaskSet> tasks_;

@@ -75,7 +75,7 @@ class ProcessCluster {
       }
     }
     for (auto& [id, n] : nodes_) kill(id, SIGKILL);
-    if (::testing::Test::HasFailure()) dumpLogs();
+    if (::testing::Test::HasFailure() || getenv("KEEL_DUMP")) dumpLogs();
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
   }
