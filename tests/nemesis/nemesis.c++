@@ -754,7 +754,8 @@ RunResult Run::go() {
   wt.join();
   reap();
   WorkloadResult& w = workload.result();
-  note("workload stopped; final reads " + std::string(w.setFinalRead ? "done" : "FAILED: " + w.finalReadError));
+  note("workload stopped; final reads " + std::string(w.setFinalRead ? "done" : "FAILED: " + w.finalReadError) +
+       (w.finalReadsSkipped ? "; " + std::to_string(w.finalReadsSkipped) + " register keys not read (time budget)" : ""));
 
   std::string convergence;
   bool converged = converge(convergence);

@@ -226,7 +226,12 @@ void Workload::run(const std::atomic<bool>& stop, const std::atomic<int64_t>& he
     process = s.nextProcess++;
     ++result_.clients;
   };
+  auto budgetEnd = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.finalReadBudgetMs);
   for (const std::string& key : s.keysUsed) {
+    if (std::chrono::steady_clock::now() >= budgetEnd) {
+      ++result_.finalReadsSkipped;
+      continue;
+    }
     for (int attempt = 0; attempt < 10; ++attempt) {
       auto h = result_.registers.invokeRead(process, key, nowNs());
       auto r = guarded(timer, config_.opTimeoutMs + 500, reader->getAsync(key)).wait(io.waitScope);
