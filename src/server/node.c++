@@ -635,7 +635,11 @@ kj::Promise<void> Node::run() {
         tasks_->add(acceptLoop(*listener_));
       });
   return listening.then([this, stopped = kj::mv(paf.promise)]() mutable {
-    if (!options_.http.empty()) tasks_->add(serveHttp());
+    if (!options_.http.empty()) {
+      httpTask_ = serveHttp().eagerlyEvaluate([this](kj::Exception&& e) {
+        log(std::string("HTTP server stopped: ") + e.getDescription().cStr());
+      });
+    }
     lastTick_ = clockNow();
     tasks_->add(tickLoop());
     // Connect to every known peer up front, so the first heartbeats find their connections.
@@ -660,6 +664,7 @@ void Node::shutdown() {
     if (options_.unsafeTestAckBeforePersist && segmented_) unsafeTestLazySync();
     if (segmented_) segmented_->sync();
     listener_ = nullptr;
+    httpTask_ = nullptr;
     httpServer_ = nullptr;
     httpListener_ = nullptr;
     if (stopped_) stopped_->fulfill();

@@ -204,6 +204,9 @@ class Node final {
   kj::Own<kj::HttpHeaderTable> httpHeaders_;
   kj::Own<kj::HttpService> httpService_;
   kj::Own<kj::HttpServer> httpServer_;
+  // serveHttp(), held apart from tasks_ so that shutdown() can cancel it before the server goes
+  // (destroying a listening HttpServer under its promise fails that promise).
+  kj::Maybe<kj::Promise<void>> httpTask_;
   capnp::Capability::Client bootstrap_;
   struct Accepted;
   std::vector<kj::Own<Accepted>> accepted_;

@@ -51,9 +51,13 @@ TEST(Cluster, WritesAndReadsThroughAnyNode) {
   EXPECT_EQ(c.del("a").error, ClientError::NotFound);
   // A stale read says what it is and still answers.
   EXPECT_TRUE(c.get("k1", Read::Stale).ok() || c.get("k1", Read::Stale).error == ClientError::NotFound);
-  // SIGTERM stops a node gracefully (exit status 0).
+  // SIGTERM stops a node gracefully (exit status 0), its HTTP server too, with no error.
   int st = cluster.terminate(3);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  std::string l3 = cluster.log(3);
+  EXPECT_NE(l3.find("serving /metrics"), std::string::npos);
+  EXPECT_NE(l3.find("keel-server: stopped"), std::string::npos);
+  EXPECT_EQ(l3.find("task failed"), std::string::npos) << l3;
 }
 
 // Concurrent calls on one client share batches (Keel.batch); each still gets its own answer.
