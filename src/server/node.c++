@@ -417,9 +417,19 @@ void Node::releaseFreeMemory() {
 #endif
 }
 
-uint64_t Node::takeSnapshot() {
+kj::Promise<uint64_t> Node::takeSnapshot() {
   maybeCompact(true);
-  return log_->snapshotMeta().index.value;
+  uint64_t index = log_->snapshotMeta().index.value;
+  if (!segmented_) return index;
+  // The log writes the snapshot on its I/O thread; a batch closed after it is durable once the
+  // snapshot is. (waitDurable() serves the Ready loop alone, so this polls.)
+  struct Poll {
+    static kj::Promise<uint64_t> wait(Node& n, uint64_t seq, uint64_t index) {
+      if (n.stopping_ || n.segmented_->durableSeq() >= seq) return index;
+      return n.timer_.afterDelay(2 * kj::MILLISECONDS).then([&n, seq, index]() { return wait(n, seq, index); });
+    }
+  };
+  return Poll::wait(*this, segmented_->syncAsync(), index);
 }
 
 kj::Promise<void> Node::tickLoop() {

@@ -71,7 +71,9 @@ class Node final {
   kj::Promise<ProposeOutcome> changeMembership(wire::ChangeKind kind, NodeId node,
                                                std::string address, uint32_t timeoutMs);
   kj::Promise<ProposeOutcome> transferLeadership(NodeId to, uint32_t timeoutMs);
-  uint64_t takeSnapshot();
+  // Snapshots the state machine now (if it applied anything since the last one) and resolves
+  // with the snapshot's index once the snapshot is on stable storage.
+  kj::Promise<uint64_t> takeSnapshot();
   void fillStatus(wire::NodeStatus::Builder out);
   std::string statusJson();
   std::string metricsText();

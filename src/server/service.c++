@@ -184,8 +184,7 @@ class Service final : public wire::Node::Server {
   }
 
   kj::Promise<void> snapshot(SnapshotContext context) override {
-    context.getResults().setIndex(node_.takeSnapshot());
-    return kj::READY_NOW;
+    return node_.takeSnapshot().then([context](uint64_t index) mutable { context.getResults().setIndex(index); });
   }
 
  private:

@@ -10,6 +10,7 @@
 #include <kj/async-io.h>
 
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <random>
 
@@ -223,7 +224,18 @@ TEST(Cluster, ASnapshotCutMidTransferIsSentAgainAndArrivesWhole) {
   };
   for (int i = 0; i < kKeys; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), value(i)).ok()) << i;
   uint64_t leader = cluster.waitLeader(c);
-  ASSERT_TRUE(c.snapshot(cluster.node(leader).address).ok());
+  auto snapped = c.snapshot(cluster.node(leader).address);
+  ASSERT_TRUE(snapped.ok());
+  {
+    // Answered once the snapshot is on disk: the file names the index the call returned
+    // (docs/log-format.md: the index at offset 24).
+    std::ifstream f(cluster.node(leader).dir + "/snapshot", std::ios::binary);
+    uint8_t b[32] = {};
+    ASSERT_TRUE(f.read(reinterpret_cast<char*>(b), sizeof b));
+    uint64_t index = 0;
+    for (int i = 7; i >= 0; --i) index = index << 8 | b[24 + i];
+    EXPECT_EQ(index, snapped.value);
+  }
   uint64_t four = cluster.addJoiner(4);
   auto add = c.changeMembership(Client::Change::AddLearner, four, cluster.node(four).address);
   ASSERT_TRUE(add.ok()) << add.detail;
