@@ -579,7 +579,10 @@ kj::Promise<Node::ProposeOutcome> Node::changeMembership(wire::ChangeKind kind, 
     return ProposeOutcome{core_->leader() ? wire::Status::NOT_LEADER : wire::Status::UNAVAILABLE, "",
                           core_->leader()};
   }
-  if (!address.empty()) addresses_[node] = address;
+  if (!address.empty()) {
+    addresses_[node] = address;
+    connectNow(node);
+  }
   MembershipChange c;
   c.node = node;
   c.kind = kind == wire::ChangeKind::ADD_LEARNER ? MembershipChange::Kind::AddLearner

@@ -140,6 +140,9 @@ class Node final {
   void send(const Message& m);
   void flush(Peer& p);
   void connect(Peer& p);
+  // A peer waiting out its reconnect backoff is tried at once: it was just (re)added with an
+  // address, or it called us, so it is up.
+  void connectNow(NodeId id);
   void disconnected(Peer& p, const kj::Exception& e);
   // Drops connections whose calls went unanswered too long (peerTimeoutMs), and introduces
   // this node on idle ones: see peers.c++.

@@ -39,6 +39,15 @@ Node::Peer& Node::peer(NodeId id) {
   return *slot;
 }
 
+void Node::connectNow(NodeId id) {
+  auto it = peers_.find(id);
+  if (it == peers_.end() || it->second->state != Peer::State::Backoff || stopping_) return;
+  Peer& p = *it->second;
+  ++p.generation;  // the pending retry is void
+  p.backoffMs = 0;
+  connect(p);
+}
+
 void Node::connect(Peer& p) {
   if (stopping_) return;
   std::string addr = addressOf(p.id);
@@ -47,7 +56,10 @@ void Node::connect(Peer& p) {
   if (addr.empty() || !splitAddress(addr, host, port)) {
     // No address yet (a member we have not heard from): try again later.
     p.state = Peer::State::Backoff;
-    tasks_->add(timer_.afterDelay(kBackoffMaxMs * kj::MILLISECONDS).then([this, &p]() { connect(p); }));
+    uint64_t gen = p.generation;
+    tasks_->add(timer_.afterDelay(kBackoffMaxMs * kj::MILLISECONDS).then([this, &p, gen]() {
+      if (gen == p.generation) connect(p);
+    }));
     return;
   }
   p.state = Peer::State::Connecting;

@@ -230,6 +230,7 @@ std::string Node::checkOrigin(wire::Origin::Reader origin, const char* what, boo
     auto& known = addresses_[from];
     if (known != addr) known = addr;
   }
+  connectNow(from);
   return "";
 }
 
