@@ -270,7 +270,13 @@ void Consensus::Impl::step(const Message& m) {
     } else {
       // §5.1: "If a server receives a request with a stale term ... If RPC request or
       // response contains term T > currentTerm: set currentTerm = T, convert to follower".
+      // The election timer runs on (Figure 2 resets it only for the current leader's
+      // AppendEntries and for a granted vote): otherwise candidates that cannot win (a stale
+      // log, a removed server), without pre-vote, keep resetting the timers of the servers
+      // that could, and no election ends (keel-sim --seed 2618 --read-mode lease --nodes 5).
+      uint32_t elapsed = electionElapsed_;
       becomeFollower(m.term, kNoNode);
+      electionElapsed_ = elapsed;
     }
   } else if (m.term < term_) {
     if ((cfg_.checkQuorum || cfg_.preVote) &&

@@ -81,6 +81,18 @@ TEST(LeaseReads, SeedsThatCaughtALeaseAsLongAsTheLeadership) {
   }
 }
 
+// Five nodes, lease reads, pre-vote off (the seed's draw): after the heal a removed server and
+// a follower with a stale log kept campaigning in rising terms, and each of
+// their vote requests reset the election timers of the servers that could win (they stepped
+// down to follower, and stepping down reset the timer); no election ended and a read timed out.
+// Fixed in the core: a higher term seen in a vote request or response leaves the timer running
+// (Figure 2 of the paper resets it only for the leader's AppendEntries and a granted vote).
+TEST(Regression, Seed2618CandidatesThatCannotWinResetTheTimersOfThoseThatCan) {
+  Options o = leaseSeed(2618);
+  o.nodes = 5;
+  expectPasses(o);
+}
+
 TEST(LeaseReads, Sweep) {
   uint64_t seeds = kSanitized ? 20 : 300;
   for (uint64_t s = 1; s <= seeds; ++s) {
