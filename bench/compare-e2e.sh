@@ -76,33 +76,9 @@ start_node() {
   node_pid[$i]=$!
   pids+=($!)
 }
-redis_port() { echo $((base + 10 + $1)); }
-# The id of the node that says it leads (empty when none).
-leader() {
-  local i
-  for i in 1 2 3; do
-    [ -n "${node_pid[$i]:-}" ] || continue
-    if timeout 2 redis-cli -p "$(redis_port "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then
-      echo "$i"
-      return
-    fi
-  done
-}
-wait_leader() {
-  local l
-  for _ in $(seq 200); do
-    l=$(leader)
-    if [ -n "$l" ] && timeout 5 redis-cli -p "$(redis_port "$l")" SET e2e-ready 1 2>/dev/null | grep -q OK; then
-      echo "$l"
-      return
-    fi
-    sleep 0.05
-  done
-  echo "compare-e2e: no leader" >&2
-  exit 1
-}
+. bench/lib.sh
 for i in 1 2 3; do start_node "$i"; done
-L=$(wait_leader)
+L=$(wait_leader compare-e2e)
 echo "==== keel cluster up; leader n$L; data in $work" >&2
 
 ops_for() { local n=$(( $1 * per_client )); [ "$n" -lt "$min_ops" ] && n=$min_ops; echo "$n"; }
@@ -134,7 +110,7 @@ measure_resp() {  # op clients: through the leader's RESP port
   local op=$1 c=$2 n t
   n=$(ops_for "$c")
   t=$([ "$op" = write ] && echo set || echo get)
-  timeout 600 redis-benchmark -h 127.0.0.1 -p "$(redis_port "$L")" -t "$t" -n "$n" -c "$c" -d 16 -r 100000000 --csv 2>/dev/null |
+  timeout 600 redis-benchmark -h 127.0.0.1 -p "$(rport "$L")" -t "$t" -n "$n" -c "$c" -d 16 -r 100000000 --csv 2>/dev/null |
     parse_rb "${t^^}"
 }
 measure_redis() {  # op clients
@@ -201,13 +177,13 @@ if [ "$w6" -gt 0 ]; then
   pids+=($load)
   times=()
   for k in $(seq "$w6"); do
-    L=$(wait_leader)
+    L=$(wait_leader compare-e2e)
     other=$(( L % 3 + 1 ))
     t0=$(date +%s%N)
     kill -9 "${node_pid[$L]}"
     wait "${node_pid[$L]}" 2>/dev/null || true
     node_pid[$L]=""
-    until timeout 3 redis-cli -p "$(redis_port "$other")" SET w6 "$k" 2>/dev/null | grep -q OK; do :; done
+    until timeout 3 redis-cli -p "$(rport "$other")" SET w6 "$k" 2>/dev/null | grep -q OK; do :; done
     t1=$(date +%s%N)
     times+=($(( (t1 - t0) / 1000000 )))
     start_node "$L"
@@ -231,7 +207,7 @@ for i in 1 2 3; do
 done
 server_flags="--read-mode lease"
 for i in 1 2 3; do start_node "$i"; done
-L=$(wait_leader)
+L=$(wait_leader compare-e2e)
 systems="$systems keel-lease"
 for c in $clients; do
   res[write,$c,keel-lease]="- - -"

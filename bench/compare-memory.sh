@@ -49,8 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 base=${KEEL_MEM_PORT:-27450}
-addr() { echo "127.0.0.1:$((base + $1))"; }
-rport() { echo $((base + 10 + $1)); }
+. bench/lib.sh
 peers_flag="1=$(addr 1),2=$(addr 2),3=$(addr 3)"
 cluster="$(addr 1),$(addr 2),$(addr 3)"
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -62,23 +61,6 @@ start_node() {
     --redis-listen "127.0.0.1:$(rport "$i")" --quiet true >>"$work/n$i.log" 2>&1 &
   node_pid[$i]=$!
 }
-leader() {
-  local i
-  for i in 1 2 3; do
-    if timeout 2 redis-cli -p "$(rport "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then echo "$i"; return; fi
-  done
-}
-wait_leader() {
-  local l
-  for _ in $(seq 400); do
-    l=$(leader)
-    if [ -n "$l" ] && timeout 5 redis-cli -p "$(rport "$l")" SET mem-ready 1 2>/dev/null | grep -q OK; then
-      echo "$l"; return
-    fi
-    sleep 0.05
-  done
-  echo "compare-memory: no leader" >&2; exit 1
-}
 # "leader_mb follower_mb follower_mb" for keel, by pid.
 keel_rss() {
   local l=$1 out i
@@ -89,7 +71,7 @@ keel_rss() {
 
 # ---- keel ----
 for i in 1 2 3; do start_node "$i"; done
-L=$(wait_leader)
+L=$(wait_leader compare-memory)
 echo "==== keel: loading $keys keys with 16-byte values ($clients clients)" >&2
 keel_idle=$(keel_rss "$L")
 "$keel" --cluster "$cluster" --timeout 30000 bench --clients "$clients" --count "$keys" --value-size 16 >&2

@@ -60,8 +60,7 @@ trap cleanup EXIT
 base=${KEEL_W5_PORT:-27400}
 tick_ms=50
 election_ticks=10
-addr() { echo "127.0.0.1:$((base + $1))"; }
-rport() { echo $((base + 10 + $1)); }
+. bench/lib.sh
 peers_flag="1=$(addr 1),2=$(addr 2),3=$(addr 3)"
 cluster="$(addr 1),$(addr 2),$(addr 3)"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -79,29 +78,6 @@ stop_node() {  # graceful (SIGTERM): the node finishes its sync and exits
   kill "${node_pid[$i]}" 2>/dev/null || true
   wait "${node_pid[$i]}" 2>/dev/null || true
   node_pid[$i]=""
-}
-leader() {
-  local i
-  for i in 1 2 3; do
-    [ -n "${node_pid[$i]:-}" ] || continue
-    if timeout 2 redis-cli -p "$(rport "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then
-      echo "$i"
-      return
-    fi
-  done
-}
-wait_leader() {
-  local l
-  for _ in $(seq 400); do
-    l=$(leader)
-    if [ -n "$l" ] && timeout 5 redis-cli -p "$(rport "$l")" SET w5-ready 1 2>/dev/null | grep -q OK; then
-      echo "$l"
-      return
-    fi
-    sleep 0.05
-  done
-  echo "compare-recovery: no leader" >&2
-  exit 1
 }
 # One field (commit, applied, role, ...) of node I's INFO on its RESP port: cheap enough to poll
 # while the machine's two cores are busy with the transfer.
@@ -140,7 +116,7 @@ time_until_serves() {
 }
 
 for i in 1 2 3; do start_node "$i" --quiet true; done
-L=$(wait_leader)
+L=$(wait_leader compare-recovery)
 echo "==== keel cluster up; leader n$L; data in $work" >&2
 
 # ---- Fill ----
@@ -151,7 +127,7 @@ t0=$(now_ms)
 t1=$(now_ms)
 fill_s=$(python3 -c "print('%.1f' % (($t1 - $t0) / 1000))")
 marker=$(date +%s%N)
-L=$(wait_leader)
+L=$(wait_leader compare-recovery)
 redis-cli -p "$(rport "$L")" SET w5-marker "$marker" >/dev/null
 F=$(( L % 3 + 1 ))
 log_bytes=$(du -sb "$work/n$F" | cut -f1)
@@ -201,7 +177,7 @@ for r in $(seq "$reps"); do
     sed -n 's/.* plain_mbps=\([0-9.]*\).*/\1/p')
   rm -rf "$work/plain"
   PEERS="$peers_flag,$n=$(addr "$n")" start_node "$n" --join true
-  L=$(wait_leader)
+  L=$(wait_leader compare-recovery)
   t0=$(now_ms)
   "$keel" --cluster "$cluster" --timeout 600000 members add-learner "$n" "$(addr "$n")" >/dev/null
   target=$(status_of "$L" commit)

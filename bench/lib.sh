@@ -1,0 +1,34 @@
+# Shared by the bench scripts that run a local 3-node keel cluster (sourced, not run). The
+# caller sets `base` (node i listens on 127.0.0.1:base+i and serves RESP on base+10+i) and keeps
+# the pids of its nodes in the associative array node_pid (an empty entry: node down).
+
+addr() { echo "127.0.0.1:$((base + $1))"; }
+rport() { echo $((base + 10 + $1)); }
+
+# The id of the node that says it leads (empty when none).
+leader() {
+  local i
+  for i in 1 2 3; do
+    [ -n "${node_pid[$i]:-}" ] || continue
+    if timeout 2 redis-cli -p "$(rport "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then
+      echo "$i"
+      return
+    fi
+  done
+}
+
+# wait_leader NAME: the leader's id once a write through it succeeds (about 20 s at most); else
+# "NAME: no leader" and exit 1.
+wait_leader() {
+  local l
+  for _ in $(seq 400); do
+    l=$(leader)
+    if [ -n "$l" ] && timeout 5 redis-cli -p "$(rport "$l")" SET "$1-ready" 1 2>/dev/null | grep -q OK; then
+      echo "$l"
+      return
+    fi
+    sleep 0.05
+  done
+  echo "$1: no leader" >&2
+  exit 1
+}
