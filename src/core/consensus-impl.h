@@ -133,16 +133,11 @@ class Consensus::Impl {
   uint64_t readRound_ = 0;         // last round started
   uint64_t readRoundSent_ = 0;     // last round broadcast
   uint64_t readRoundAcked_ = 0;    // last round a quorum confirmed
-  // A new round goes out while fewer than kReadRoundsInFlight are unconfirmed: under load each
-  // round carries every read asked for while the earlier ones travelled, and a read that
-  // arrives mid-round waits for less than a whole round trip. (One in flight: reads at C=64
-  // were bound by the round trips, with the leader at 40% of a core; two: about 15% more
-  // reads for less CPU per read.) The heartbeat tick sends the newest round regardless, so a
-  // lost round delays, never stalls, the reads behind it.
-  static constexpr uint64_t kReadRoundsInFlight = 2;
-  bool readRoundDue() const {
-    return readRound_ != readRoundSent_ && readRoundAcked_ + kReadRoundsInFlight > readRoundSent_;
-  }
+  // A new round goes out once the last one sent is confirmed: one round in flight, so that
+  // under load each round carries every read asked for while the previous one travelled.
+  // (The heartbeat tick sends the newest round regardless, so a lost round delays, never
+  // stalls, the reads behind it.)
+  bool readRoundDue() const { return readRound_ != readRoundSent_ && readRoundAcked_ >= readRoundSent_; }
   // Lease reads: every heartbeat broadcast is a round of its own; the rounds sent and not yet
   // acknowledged by a quorum, with the tick of their sending (within the last lease).
   struct SentRound {
