@@ -91,8 +91,16 @@ measure_keel() {  # op clients
   [ "$op" = read ] && extra="--reads"
   # C clients over min(C, 4) connections, as etcd's load generator (peers/etcd-kv/load.go)
   # spreads its C clients over 4 clientv3 connections.
-  "$keel" --cluster "$cluster" --json bench --clients "$c" --connections 4 --count "$n" --value-size 16 $extra 2>/dev/null |
-    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p50_us"]/1000, d["p99_us"]/1000))'
+  # A run that prints no result (the bench failed) is left out of the median, with a line that
+  # says why.
+  local out
+  out=$("$keel" --cluster "$cluster" --json bench --clients "$c" --connections 4 --count "$n" --value-size 16 $extra \
+        2>"$work/bench.err") || true
+  if [ -z "$out" ]; then
+    echo "  (keel bench $op C=$c printed no result: $(tail -n 2 "$work/bench.err" | tr '\n' ' '))" >&2
+    return 0
+  fi
+  python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p50_us"]/1000, d["p99_us"]/1000))' <<<"$out"
 }
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
 parse_rb() {  # test name (SET or GET) on stdin
