@@ -20,6 +20,10 @@
 //     node.advance();
 //   }
 //
+// Unless rd.committedAfterWrite is set, the committed entries are on a quorum's stable storage
+// already and may be applied (and their results answered) before this Ready's writes, right
+// after ready(); only a cluster of one commits what this very Ready writes.
+//
 // Between ready() and advance() the node goes on accepting step(), tick() and proposals; what
 // they produce waits for the next Ready. Everything a Ready refers to stays valid until
 // advance(). At most one Ready is outstanding.
@@ -90,6 +94,7 @@ struct Ready {
   std::span<const Message> messages;     // send; need nothing persisted first
   std::span<const Message> messagesAfterPersist;  // send once the writes are durable
   std::span<const Entry> committed;      // apply, in order
+  bool committedAfterWrite = false;      // apply `committed` only once the writes are durable
   std::span<const ReadState> readStates; // answer once the state machine applied `index`
 };
 

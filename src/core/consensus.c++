@@ -661,6 +661,8 @@ const Ready& Consensus::Impl::ready() {
   }
   committedBuf_.clear();
   ready_.committed = {};
+  // Every other commit counts only durable copies (the leader's own once advance() saw them).
+  ready_.committedAfterWrite = role_ == Role::Leader && peers_.size() == 1;
   if (log_.committed > applied_) {
     // Committed entries that this very Ready persists need no copy (a leader of one, or a
     // follower that hears of the commit with the entries).

@@ -266,6 +266,10 @@ void Node::process() {
     applied_ = rd.snapshot->meta.index.value;
     wrote = true;
   }
+  // Entries a quorum has on disk are applied, and their clients answered, before this node's
+  // own write (which may take an fsync): they need not wait for it.
+  appliedEarly_ = !rd.committedAfterWrite;
+  if (appliedEarly_) applyCommitted(rd.committed);
   if (rd.hardState && options_.unsafeTestAckBeforePersist) {
     // Tests only: the hard state is written with the lazy sync, after the entries it covers.
     unsafeTestHardState_ = *rd.hardState;
@@ -327,7 +331,7 @@ void Node::finishReady() {
   }
   const Ready& rd = current_;
   for (const Message& m : rd.messagesAfterPersist) send(m);
-  applyCommitted(rd.committed);
+  if (!appliedEarly_) applyCommitted(rd.committed);
   for (const ReadState& rs : rd.readStates) {
     auto it = reads_.find(rs.context);
     if (it != reads_.end()) {
