@@ -283,6 +283,39 @@ TEST(Consensus, SendableLetsALeaderReplicateWhileItsOwnWriteIsInFlight) {
   EXPECT_EQ(dataOf(c.node(1).applied), (std::vector<std::string>{"a", "b"}));
 }
 
+// Committed entries are on a quorum's disks, so the driver may apply them before this Ready's
+// own write; only a cluster of one commits what the Ready itself writes.
+TEST(Consensus, CommittedEntriesWaitForTheWriteOnlyInAClusterOfOne) {
+  Cluster one(1);
+  one.elect(1);
+  one.propose(1, "x");
+  const Ready& solo = one[1].ready();
+  ASSERT_EQ(solo.entries.size(), 1u);
+  ASSERT_EQ(solo.committed.size(), 1u);  // counted before it is durable...
+  EXPECT_TRUE(solo.committedAfterWrite);  // ...so it waits for the write
+  one.node(1).log->append(solo.entries);
+  one[1].advance();
+
+  Cluster c(3);
+  c.elect(1);
+  Consensus& leader = c[1];
+  leader.propose(Bytes("a"));
+  const Ready& rd = leader.ready();
+  std::vector<Message> out(rd.messages.begin(), rd.messages.end());
+  c.node(1).log->append(rd.entries);
+  leader.advance();
+  for (const Message& m : out) c.deliver(m);
+  c.round();  // the followers write "a" and answer
+  leader.propose(Bytes("b"));
+  const Ready& next = leader.ready();
+  ASSERT_EQ(next.entries.size(), 1u);  // "b", to be written
+  ASSERT_EQ(next.committed.size(), 1u);
+  EXPECT_EQ(next.committed[0].data.str(), "a");
+  EXPECT_FALSE(next.committedAfterWrite);  // "a" may be applied before "b" is written
+  c.node(1).log->append(next.entries);
+  leader.advance();
+}
+
 TEST(Consensus, ANodeWithoutMembershipGrantsNoVote) {
   // Node 1 of a 3-node cluster lost its disk and restarts empty: a stale candidate must not
   // win its vote (it may have voted in that term before the wipe).
