@@ -268,8 +268,7 @@ void Node::process() {
   }
   // Entries a quorum has on disk are applied, and their clients answered, before this node's
   // own write (which may take an fsync): they need not wait for it.
-  appliedEarly_ = !rd.committedAfterWrite;
-  if (appliedEarly_) applyCommitted(rd.committed);
+  if (!rd.committedAfterWrite) applyCommitted(rd.committed);
   if (rd.hardState && options_.unsafeTestAckBeforePersist) {
     // Tests only: the hard state is written with the lazy sync, after the entries it covers.
     unsafeTestHardState_ = *rd.hardState;
@@ -331,7 +330,7 @@ void Node::finishReady() {
   }
   const Ready& rd = current_;
   for (const Message& m : rd.messagesAfterPersist) send(m);
-  if (!appliedEarly_) applyCommitted(rd.committed);
+  if (rd.committedAfterWrite) applyCommitted(rd.committed);  // else applied in process()
   for (const ReadState& rs : rd.readStates) {
     auto it = reads_.find(rs.context);
     if (it != reads_.end()) {

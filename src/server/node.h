@@ -181,7 +181,6 @@ class Node final {
   Ready current_;
   bool scheduled_ = false;
   bool syncing_ = false;
-  bool appliedEarly_ = false;  // current_.committed was applied in process(), before the writes
   Role loggedRole_ = Role::Follower;  // the role and term last logged (process())
   Term loggedTerm_{};
   kj::TimePoint lastLateWarning_ = kj::origin<kj::TimePoint>();  // warnIfLate()
