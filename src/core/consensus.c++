@@ -525,6 +525,20 @@ void Consensus::Impl::handleAppendResponse(Peer& pr, const Message& m) {
   }
 }
 
+void Consensus::Impl::reportSnapshot(NodeId id, bool delivered) {
+  if (role_ != Role::Leader) return;
+  Peer* pr = peer(id);
+  if (!pr || pr->state != Progress::State::Snapshot) return;
+  // A transfer can outlast the timeout that counts a snapshot as lost: a delivered one restarts
+  // it, so that the answer is awaited instead of a second copy started.
+  if (delivered) {
+    pr->snapshotTicks = 0;
+  } else {
+    pr->pendingSnapshot = Index{};  // probe from what matches
+    pr->becomeProbe();
+  }
+}
+
 Message& Consensus::Impl::send(MessageType type, NodeId to) {
   bool after = type == MessageType::AppendResponse || type == MessageType::Vote ||
                type == MessageType::VoteResponse;
@@ -728,6 +742,7 @@ Result Consensus::proposeMembership(std::span<const MembershipChange> c) { retur
 Result Consensus::readIndex(uint64_t context) { return impl_->readIndex(impl_->cfg_.id, context); }
 Result Consensus::transferLeadership(NodeId to) { return impl_->transferLeadership(to); }
 void Consensus::campaign() { impl_->campaign(Impl::Campaign::PreElection); }
+void Consensus::reportSnapshot(NodeId id, bool delivered) { impl_->reportSnapshot(id, delivered); }
 bool Consensus::hasReady() const noexcept { return impl_->hasReady(); }
 std::span<const Message> Consensus::sendable() { return impl_->sendable(); }
 const Ready& Consensus::ready() { return impl_->ready(); }

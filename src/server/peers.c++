@@ -363,6 +363,8 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
                        [this, &p, gen, src, start](bool ok) {
                          if (gen != p.generation) return;
                          p.snapshotInFlight = false;
+                         core_->reportSnapshot(p.id, ok);
+                         kick();
                          if (!ok) {
                            log("n" + std::to_string(p.id.value) + " refused our snapshot");
                            return;
@@ -380,6 +382,8 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
                          // the connection up, and the core sends the snapshot again if it must.
                          if (e.getType() == kj::Exception::Type::DISCONNECTED) return disconnected(p, e);
                          p.snapshotInFlight = false;
+                         core_->reportSnapshot(p.id, false);
+                         kick();
                          log("sending the snapshot to n" + std::to_string(p.id.value) + " stopped: " +
                              e.getDescription().cStr());
                        }));

@@ -168,6 +168,69 @@ TEST(Paper_7, LostSnapshotIsSentAgain) {
   EXPECT_EQ(c[1].progress(NodeId{3})->state, Progress::State::Replicate);
 }
 
+// A driver that streams a large snapshot may take longer than the two election timeouts after
+// which the leader counts it as lost. Once the driver reports it delivered, the leader awaits
+// the follower's answer afresh instead of starting a second copy; with no answer it still
+// sends it again later.
+TEST(Paper_7, ASnapshotReportedDeliveredIsNotSentAgainWhileTheAnswerIsDue) {
+  Cluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 5; ++i) c.propose(1, "v" + std::to_string(i));
+  c.pump();
+  run(c, 1);
+  c.compact(1);
+  c.heal();
+  int snapshotsSent = 0;
+  c.filter = [&](const Message& m) {
+    snapshotsSent += m.type == MessageType::Snapshot;
+    return m.type != MessageType::Snapshot;  // the driver holds it: a transfer in progress
+  };
+  run(c, 15);
+  ASSERT_EQ(snapshotsSent, 1);
+  c[1].reportSnapshot(NodeId{3}, true);
+  run(c, 15);  // 30 ticks since it was sent, 15 since the report
+  EXPECT_EQ(snapshotsSent, 1);
+  EXPECT_EQ(c[1].progress(NodeId{3})->state, Progress::State::Snapshot);
+  run(c, 10);  // 25 ticks since the report and no answer: lost after all
+  EXPECT_EQ(snapshotsSent, 2);
+}
+
+// A snapshot the driver reports as failed is sent again at the next heartbeat's answer, not
+// two election timeouts later.
+TEST(Paper_7, ASnapshotReportedFailedIsSentAgainAtOnce) {
+  Cluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 5; ++i) c.propose(1, "v" + std::to_string(i));
+  c.pump();
+  run(c, 1);
+  c.compact(1);
+  c.heal();
+  int snapshotsSent = 0;
+  bool drop = true;
+  c.filter = [&](const Message& m) {
+    if (m.type != MessageType::Snapshot) return true;
+    ++snapshotsSent;
+    return !drop;
+  };
+  run(c, 2);
+  ASSERT_EQ(snapshotsSent, 1);
+  c[2].reportSnapshot(NodeId{3}, false);  // not the leader: ignored
+  c[1].reportSnapshot(NodeId{1}, false);  // no snapshot pending for it: ignored
+  run(c, 1);
+  EXPECT_EQ(snapshotsSent, 1);
+  drop = false;
+  c[1].reportSnapshot(NodeId{3}, false);
+  run(c, 3);
+  EXPECT_EQ(snapshotsSent, 2);
+  ASSERT_TRUE(settle(c));
+  EXPECT_EQ(c.node(3).log->snapshotMeta().index, c.node(1).log->snapshotMeta().index);
+  c.propose(1, "x");
+  ASSERT_TRUE(settle(c));
+  EXPECT_EQ(c[1].progress(NodeId{3})->state, Progress::State::Replicate);
+}
+
 // A leader does not send a snapshot to a follower it has not heard from within an election
 // timeout (recentActive); it starts as soon as the follower answers.
 TEST(Paper_7, NoSnapshotToAnInactiveFollower) {
