@@ -116,6 +116,9 @@ class File {
   virtual void sync() = 0;
   // A hint that [offset, offset + size) will be read soon (posix_fadvise WILLNEED).
   virtual void willNeed(uint64_t offset, uint64_t size) {}
+  // A hint to start writing [offset, offset + size) to storage now, without waiting for it
+  // (sync_file_range WRITE). It makes nothing durable: only sync() does.
+  virtual void startWriteback(uint64_t offset, uint64_t size) {}
 };
 
 class FileSystem {
@@ -127,6 +130,11 @@ class FileSystem {
   virtual bool exists(const std::string& path) = 0;
   virtual void rename(const std::string& from, const std::string& to) = 0;
   virtual void remove(const std::string& path) = 0;
+  // Opens the existing file `path` a second time, for direct writes (O_DIRECT: past the page
+  // cache), whose buffers, offsets and sizes must be multiples of 4096. It checks that the file
+  // system takes them by writing one block of zeros at offset 0. nullptr when it does not
+  // (tmpfs), and from file layers without direct I/O.
+  virtual std::unique_ptr<File> openDirect(const std::string& path) { return nullptr; }
   virtual void makeDir(const std::string& path) = 0;  // no error when it exists
   // fsync(2) of a directory: creations, renames and removals in it are durable.
   virtual void syncDir(const std::string& path) = 0;
@@ -233,7 +241,8 @@ class SegmentedLog final : public Log {
 
   // Receiving a snapshot from the leader (§7) as it streams in. Its bytes are kept in memory
   // (the state machine restores from them) and written to `snapshot.recv` in the log's
-  // directory as they arrive (flushed every 64 MiB), so that installSnapshot() of the finished
+  // directory as they arrive (sent on to storage every 16 MiB, past the page cache where the
+  // file system allows: FileSystem::openDirect), so that installSnapshot() of the finished
   // snapshot, given the Bytes finish() returned, only writes the header, syncs and renames the
   // file. One receive at a time: a new one, an installSnapshot() or compact() of other bytes,
   // and destroying an unfinished receiver abandon it (the file goes). Owner thread only.
@@ -244,6 +253,10 @@ class SegmentedLog final : public Log {
     virtual void write(const uint8_t* data, size_t n) = 0;
     // Every announced byte arrived: the snapshot's data, for installSnapshot().
     virtual Bytes finish() = 0;
+    // Before finish(): the buffer the bytes land in, in order (the one finish() returns).
+    // Whoever holds it may read the bytes written so far, also from another thread, and also
+    // after the receive was abandoned.
+    virtual Bytes buffer() const = 0;
   };
   std::unique_ptr<SnapshotReceiver> receiveSnapshot(const SnapshotMeta& meta, uint64_t size);
 

@@ -83,6 +83,11 @@ class PosixFile final : public File {
     ::posix_fadvise(fd_, off_t(offset), off_t(size), POSIX_FADV_WILLNEED);
   }
 
+  void startWriteback(uint64_t offset, uint64_t size) override {
+    // Best effort: an error here shows again, and is fatal, at the sync() that follows.
+    ::sync_file_range(fd_, off_t(offset), off_t(size), SYNC_FILE_RANGE_WRITE);
+  }
+
   void sync() override {
     if (::fdatasync(fd_) != 0) fatalIoError("fdatasync", path_, errno);
   }
@@ -97,6 +102,18 @@ class PosixFileSystem final : public FileSystem {
   std::unique_ptr<File> open(const std::string& path, bool create) override {
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (fd < 0) throwErrno("open", path);
+    return std::make_unique<PosixFile>(fd, path);
+  }
+  std::unique_ptr<File> openDirect(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    void* block = std::aligned_alloc(4096, 4096);
+    bool ok = block && (std::memset(block, 0, 4096), ::pwrite(fd, block, 4096, 0) == 4096);
+    std::free(block);
+    if (!ok) {
+      ::close(fd);
+      return nullptr;
+    }
     return std::make_unique<PosixFile>(fd, path);
   }
   bool exists(const std::string& path) override {

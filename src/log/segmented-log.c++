@@ -20,6 +20,7 @@
 //     stale file of the same name after a crash.
 #include <keel/segmented-log.h>
 
+#include "direct-appender.h"
 #include "format.h"
 
 #include <algorithm>
@@ -42,7 +43,7 @@ namespace {
 constexpr const char* kMetaNames[2] = {"meta-a", "meta-b"};
 constexpr uint64_t kScanChunk = 4u << 20;
 constexpr uint64_t kMaxInFlightBytes = 64u << 20;
-constexpr uint64_t kReceiveFlushBytes = 64u << 20;
+constexpr uint64_t kReceiveFlushBytes = 16u << 20;
 
 struct Segment {
   uint32_t id = 0;          // position key: segments_[id - segments_.front()->id]
@@ -86,11 +87,12 @@ struct Op {
   // from once the operation completed (then it no longer holds the bytes in memory).
   std::shared_ptr<std::shared_ptr<File>> snapOut;
   // SnapPart: a received snapshot's bytes (payload) go to this file at `offset` (the I/O thread
-  // creates it with the first part); `syncPart` fdatasyncs it after the write, so that little
-  // is left to flush when the snapshot is installed. Snap: when set, the data is already in
-  // this file (snapshot.recv), and only the header is written before it is renamed.
+  // creates it with the first part); each but the `lastPart` is also sent on to storage at
+  // once, so that little is left to flush when the snapshot is installed. Snap: when set, the
+  // data is already in this file (snapshot.recv), and only the header is written before it is
+  // renamed.
   std::shared_ptr<std::shared_ptr<File>> recvFile;
-  bool syncPart = false;
+  bool lastPart = false;
   uint64_t seq = 0;      // Sync
   int slot = 0;          // Meta
   bool syncMeta = false; // Meta
@@ -201,6 +203,8 @@ struct SegmentedLog::Impl {
   std::vector<std::shared_ptr<File>> dirty;
   bool dirDirty = false;
   std::shared_ptr<File> metaFiles[2];
+  std::unique_ptr<DirectAppender> recvDirect;  // writes the parts of the receive of recvDirectOf
+  const void* recvDirectOf = nullptr;
 
   std::string path(const std::string& name) const { return dir + "/" + name; }
 
@@ -606,12 +610,27 @@ struct SegmentedLog::Impl {
         if (!f) {
           f = std::shared_ptr<File>(fs->open(path("snapshot.recv"), true));
           f->truncate(0);
+          // Past the page cache where the file system allows it.
+          recvDirect.reset();
+          if (auto d = fs->openDirect(path("snapshot.recv")))
+            recvDirect = std::make_unique<DirectAppender>(std::move(d), op.offset);
+          recvDirectOf = op.recvFile.get();
         }
-        if (op.payloadSize) f->pwrite(op.payload, op.payloadSize, op.offset);
-        if (op.syncPart) f->sync();
+        if (recvDirect && recvDirectOf == op.recvFile.get()) {
+          recvDirect->append(op.payload, op.payloadSize);
+          if (op.lastPart) {
+            recvDirect->finish();
+            f->truncate(recvDirect->end());  // the padding of the last block goes
+            recvDirect.reset();
+          }
+        } else {
+          if (op.payloadSize) f->pwrite(op.payload, op.payloadSize, op.offset);
+          if (!op.lastPart) f->startWriteback(op.offset, op.payloadSize);
+        }
         break;
       }
       case Op::RemoveRecv: {
+        if (recvDirectOf == op.recvFile.get()) recvDirect.reset();
         if (*op.recvFile) {
           op.recvFile->reset();
           fs->remove(path("snapshot.recv"));
@@ -885,17 +904,17 @@ struct SegmentedLog::Impl {
     received.reset();
   }
 
-  // Hands the received bytes [handedOff, got) to the I/O thread; `sync`: fdatasync after.
-  void handOffReceived(bool sync) {
+  // Hands the received bytes [handedOff, got) to the I/O thread.
+  void handOffReceived(bool last) {
     Received& r = *received;
-    if (r.got == r.handedOff && !sync) return;
+    if (r.got == r.handedOff && !last) return;
     Op op;
     op.kind = Op::SnapPart;
     op.recvFile = r.file;
     op.payload = r.data.data() + r.handedOff;
     op.payloadSize = r.got - r.handedOff;
     op.offset = r.headerBytes + r.handedOff;
-    op.syncPart = sync;
+    op.lastPart = last;
     enqueue(std::move(op));
     keepAlive.emplace_back(nextOpNo, r.data);
     r.handedOff = r.got;
@@ -1109,19 +1128,22 @@ std::shared_ptr<const SegmentedLog::SnapshotReader> SegmentedLog::snapshotReader
 namespace {
 class SnapshotReceiverImpl final : public SegmentedLog::SnapshotReceiver {
  public:
-  SnapshotReceiverImpl(std::function<void(const uint8_t*, size_t)> write, std::function<Bytes()> finish,
-                       std::function<void()> abandon)
-      : write_(std::move(write)), finish_(std::move(finish)), abandon_(std::move(abandon)) {}
+  SnapshotReceiverImpl(Bytes buffer, std::function<void(const uint8_t*, size_t)> write,
+                       std::function<Bytes()> finish, std::function<void()> abandon)
+      : buffer_(std::move(buffer)), write_(std::move(write)), finish_(std::move(finish)), abandon_(std::move(abandon)) {}
   ~SnapshotReceiverImpl() override {
     if (!finished_) abandon_();
   }
   void write(const uint8_t* data, size_t n) override { write_(data, n); }
   Bytes finish() override {
     finished_ = true;
+    buffer_ = Bytes();  // from now on, whoever holds the bytes decides whether they are kept
     return finish_();
   }
+  Bytes buffer() const override { return buffer_; }
 
  private:
+  Bytes buffer_;
   std::function<void(const uint8_t*, size_t)> write_;
   std::function<Bytes()> finish_;
   std::function<void()> abandon_;
@@ -1143,6 +1165,7 @@ std::unique_ptr<SegmentedLog::SnapshotReceiver> SegmentedLog::receiveSnapshot(co
   std::weak_ptr<Impl::Received> weak = r;
   Impl* impl = &m;
   return std::make_unique<SnapshotReceiverImpl>(
+      r->data,
       [impl, weak](const uint8_t* data, size_t n) {
         auto r = weak.lock();
         if (!r || r != impl->received) throw std::logic_error("SnapshotReceiver::write: the receive was abandoned");
@@ -1151,14 +1174,15 @@ std::unique_ptr<SegmentedLog::SnapshotReceiver> SegmentedLog::receiveSnapshot(co
         if (n) std::memcpy(r->data.mutableData() + r->got, data, n);
         r->got += n;
         impl->retire();
-        // Every 64 MiB: write and flush, so that the disk works while the rest streams in.
-        if (r->got - r->handedOff >= kReceiveFlushBytes) impl->handOffReceived(true);
+        // Every 16 MiB: to the file and on to the disk, so that both work while the rest
+        // streams in.
+        if (r->got - r->handedOff >= kReceiveFlushBytes) impl->handOffReceived(false);
       },
       [impl, weak]() -> Bytes {
         auto r = weak.lock();
         if (!r || r != impl->received) throw std::logic_error("SnapshotReceiver::finish: the receive was abandoned");
         if (r->got != r->size) throw std::invalid_argument("SnapshotReceiver::finish: bytes are missing");
-        impl->handOffReceived(false);
+        impl->handOffReceived(true);
         r->complete = true;
         return r->data;
       },
