@@ -20,7 +20,9 @@ class SnapshotSink {
 };
 
 // Builds the state of a snapshot while its bytes stream in (StateMachine::beginRestore),
-// aside from the machine's current state, which it replaces only when applied.
+// aside from the machine's current state, which it replaces only when applied. write() and
+// finish() touch nothing but the restore itself: the server calls them on a thread of their
+// own, while the machine goes on applying entries on the event loop; apply() runs there.
 class SnapshotRestore {
  public:
   virtual ~SnapshotRestore() = default;

@@ -4,6 +4,8 @@
 
 #include <keel/segmented-log.h>
 
+#include "restore-thread.h"
+
 namespace keel::server {
 
 namespace {
@@ -26,38 +28,48 @@ constexpr size_t kMaxBatchCalls = 1024;  // schema/client.capnp, Keel.batch
 // in the order they were made) and hands it to the node, without a copy, once every byte
 // arrived. With the durable log the bytes also go to disk as they arrive
 // (SegmentedLog::receiveSnapshot), so that installing the snapshot has little left to write.
+// The state machine parses them as they arrive too (if it can), on a thread of its own
+// (RestoreThread), so that installing the snapshot later costs little.
 class SinkImpl final : public wire::SnapshotSink::Server {
  public:
   SinkImpl(Node& node, Message m, uint64_t size) : node_(node), message_(std::move(m)), size_(size) {
     node_.log("receiving snapshot at " + toString(message_.snapshot->meta.index) + " (" + std::to_string(size) +
               " bytes) from n" + std::to_string(message_.from.value) + " of term " + std::to_string(message_.term.value));
-    if (node_.segmented_) receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
-    // The state machine parses the snapshot as it arrives (if it can), so that installing it
-    // later costs little.
-    restore_ = node_.sm_.beginRestore();
+    if (node_.segmented_) {
+      receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
+      buffer_ = receiver_->buffer();
+    } else {
+      buffer_ = Bytes::uninitialized(size_);
+    }
+    if (auto restore = node_.sm_.beginRestore())
+      parser_ = std::make_unique<RestoreThread>(std::move(restore), buffer_.data());
   }
   kj::Promise<void> write(WriteContext context) override {
     auto chunk = context.getParams().getChunk();
     KJ_REQUIRE(!delivered_ && received_ + chunk.size() <= size_, "snapshot larger than announced");
-    if (receiver_) {
-      receiver_->write(chunk.begin(), chunk.size());
-    } else {
-      if (data_.size() != size_) data_ = Bytes::uninitialized(size_);  // first chunk
-      if (chunk.size()) memcpy(data_.mutableData() + received_, chunk.begin(), chunk.size());
-    }
-    if (restore_) restore_->write(std::string_view(reinterpret_cast<const char*>(chunk.begin()), chunk.size()));
+    if (receiver_) receiver_->write(chunk.begin(), chunk.size());
+    else if (chunk.size()) memcpy(buffer_.mutableData() + received_, chunk.begin(), chunk.size());
     received_ += chunk.size();
+    if (parser_) parser_->arrived(received_);
     return kj::READY_NOW;
   }
   kj::Promise<void> done(DoneContext context) override {
-    bool ok = received_ == size_ && !delivered_;
-    if (ok) {
-      delivered_ = true;
-      if (restore_ && !restore_->finish()) restore_ = nullptr;  // restore() of the whole will judge it
-      node_.deliverSnapshot(std::move(message_), receiver_ ? receiver_->finish() : std::move(data_), std::move(restore_));
+    if (received_ != size_ || delivered_) {
+      context.getResults().setOk(false);
+      return kj::READY_NOW;
     }
-    context.getResults().setOk(ok);
-    return kj::READY_NOW;
+    delivered_ = true;
+    Bytes data = receiver_ ? receiver_->finish() : buffer_;
+    kj::Promise<std::unique_ptr<SnapshotRestore>> parsed = nullptr;
+    if (parser_) parsed = parser_->finish();
+    else parsed = std::unique_ptr<SnapshotRestore>();
+    return parsed.then([this, context, data = std::move(data)](std::unique_ptr<SnapshotRestore> restore) mutable {
+      parser_ = nullptr;
+      buffer_ = Bytes();
+      // A restore that did not take the bytes is left out: restore() of the whole will judge them.
+      node_.deliverSnapshot(std::move(message_), std::move(data), std::move(restore));
+      context.getResults().setOk(true);
+    });
   }
 
  private:
@@ -65,9 +77,9 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   Message message_;
   uint64_t size_;
   uint64_t received_ = 0;
-  Bytes data_;
   std::unique_ptr<SegmentedLog::SnapshotReceiver> receiver_;
-  std::unique_ptr<SnapshotRestore> restore_;
+  Bytes buffer_;  // where the bytes land: the receiver's, or our own with the memory log
+  std::unique_ptr<RestoreThread> parser_;
   bool delivered_ = false;
 };
 
