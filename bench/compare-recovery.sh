@@ -84,6 +84,16 @@ stop_node() {  # graceful (SIGTERM): the node finishes its sync and exits
 status_of() {
   timeout 2 redis-cli -p "$(rport "$1")" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
+# Waits until node $1 has applied index $2 (at most 10 minutes). One redis-cli process polls INFO
+# every 10 ms: a process per poll would take a quarter of a core from the catch-up it measures.
+wait_applied() {
+  (set +o pipefail
+   timeout 600 redis-cli -p "$(rport "$1")" -r 60000 -i 0.01 INFO 2>/dev/null |
+     awk -F: -v t="$2" '{ sub(/\r$/, "") } $1 == "applied" && $2 + 0 >= t + 0 { ok = 1; exit } END { exit !ok }')
+}
+cpu_s() {  # user + system CPU seconds of process $1 so far
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_mb() { awk '/^VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 drop_cache() {  # drops the page cache of one node's files (posix_fadvise, this node only)
@@ -178,17 +188,14 @@ for r in $(seq "$reps"); do
   rm -rf "$work/plain"
   PEERS="$peers_flag,$n=$(addr "$n")" start_node "$n" --join true
   L=$(wait_leader compare-recovery)
+  cpuL0=$(cpu_s "${node_pid[$L]}"); cpuN0=$(cpu_s "${node_pid[$n]}")
   t0=$(now_ms)
   "$keel" --cluster "$cluster" --timeout 600000 members add-learner "$n" "$(addr "$n")" >/dev/null
   target=$(status_of "$L" commit)
-  caught=""
-  for _ in $(seq 20000); do  # at most 10 minutes
-    a=$(status_of "$n" applied)
-    if [ -n "$a" ] && [ "$a" -ge "$target" ]; then caught=1; break; fi
-    sleep 0.02
-  done
-  [ -n "$caught" ] || { echo "compare-recovery: n$n never caught up" >&2; tail -20 "$work/n$n.log" >&2; exit 1; }
+  wait_applied "$n" "$target" || { echo "compare-recovery: n$n never caught up" >&2; tail -20 "$work/n$n.log" >&2; exit 1; }
   t1=$(now_ms)
+  cpuL=$(python3 -c "print('%.2f' % ($(cpu_s "${node_pid[$L]}") - $cpuL0))")
+  cpuN=$(python3 -c "print('%.2f' % ($(cpu_s "${node_pid[$n]}") - $cpuN0))")
   "$keel" --cluster "$cluster" --timeout 600000 members promote "$n" >/dev/null
   t2=$(now_ms)
   rssn=$(rss_mb "${node_pid[$n]}")
@@ -200,7 +207,11 @@ x = (t1 - t0) / 1000
 m = b / x / 1e6
 print('%.2f %.2f %.1f %.1f %.2f' % (x, (t2 - t0) / 1000, m, p, m / p))")
   rows+=("$row $rssn $hwmn $hwmL")
-  echo "  catch-up $r (n$n): transfer/voter s, MB/s, plain MB/s, ratio: $row; RSS $rssn MB (peak $hwmn), leader peak $hwmL MB" >&2
+  echo "  catch-up $r (n$n): transfer/voter s, MB/s, plain MB/s, ratio: $row; RSS $rssn MB (peak $hwmn), leader peak $hwmL MB; CPU s: leader $cpuL, new node $cpuN" >&2
+  # Where the seconds went: the snapshot lines of both logs (UTC timestamps).
+  { date -u -d "@$((t0 / 1000)).$(printf %03d $((t0 % 1000)))" +'%H:%M:%S.%3N members add-learner'
+    grep -h "snapshot" "$work/n$n.log" || true
+    date -u -d "@$((t1 / 1000)).$(printf %03d $((t1 % 1000)))" +'%H:%M:%S.%3N caught up'; } | sed 's/^/    /' >&2
   "$keel" --cluster "$cluster" --timeout 60000 members remove "$n" >/dev/null
   stop_node "$n"
   rm -rf "$work/n$n"
