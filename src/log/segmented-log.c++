@@ -503,9 +503,15 @@ struct SegmentedLog::Impl {
 
   void enqueue(Op op) {
     op.opNo = ++nextOpNo;
-    std::lock_guard<std::mutex> lk(mu);
-    queue.push_back(std::move(op));
-    if (ioSleeping) ioCv.notify_one();
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      queue.push_back(std::move(op));
+      wake = ioSleeping;
+      ioSleeping = false;  // one wake-up for the ops that follow it in this turn
+    }
+    // Outside the lock: woken while it is held, the I/O thread would block on it at once.
+    if (wake) ioCv.notify_one();
   }
 
   void markDirty(const std::shared_ptr<File>& f) {
