@@ -14,8 +14,6 @@
 #include <kj/async-unix.h>
 #include <kj/main.h>
 
-#include <malloc.h>
-
 #include <csignal>
 #include <cstdio>
 
@@ -59,12 +57,6 @@ class ServerMain {
     kj::UnixEventPort::captureSignal(SIGTERM);
     kj::UnixEventPort::captureSignal(SIGINT);
     std::signal(SIGPIPE, SIG_IGN);
-    // Snapshot chunks (4 MiB messages, several in flight) come and go all the time during a
-    // transfer. glibc maps blocks that large afresh each time (page faults, zeroing, unmapping
-    // with TLB shootdowns) and gives the top of the heap back early; these keep such blocks on
-    // the heap for reuse. Blocks of 64 MiB and more (a received snapshot) are still mapped.
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     auto io = kj::setupAsyncIo();
     keel::KvStateMachine::Options kvo;
     kvo.sessionTimeoutMs = options_.sessionTimeoutMs;
