@@ -66,6 +66,25 @@ TEST(RestoreThread, BytesThatAreNotASnapshotResolveToNothing) {
   EXPECT_EQ(t.finish().wait(io.waitScope), nullptr);
 }
 
+// A restore that throws (say, out of memory) fails the parse, not the process: the bytes are
+// then judged whole by restore().
+TEST(RestoreThread, ARestoreThatThrowsResolvesToNothing) {
+  struct Throwing final : SnapshotRestore {
+    size_t writes = 0;
+    void write(std::string_view) override {
+      if (++writes == 2) throw std::bad_alloc();
+    }
+    bool finish() override { return true; }
+    void apply() override {}
+  };
+  auto io = kj::setupAsyncIo();
+  std::string snap = pattern(20 << 20);
+  Bytes buf = Bytes::uninitialized(snap.size());
+  RestoreThread t(std::make_unique<Throwing>(), buf.data());
+  stream(t, buf, snap, 0, snap.size(), 1 << 20);
+  EXPECT_EQ(t.finish().wait(io.waitScope), nullptr);
+}
+
 TEST(RestoreThread, AnEmptySnapshotFinishesAtOnce) {
   auto io = kj::setupAsyncIo();
   auto rec = std::make_unique<Recording>();
