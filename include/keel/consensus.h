@@ -130,12 +130,13 @@ class Consensus {
   Result transferLeadership(NodeId to);
   // Starts an election now (with a pre-vote first when enabled).
   void campaign();
-  // The driver's word on a snapshot it streamed to `peer` (leader only; ignored otherwise or
-  // when no snapshot is pending for it). `delivered`: every byte arrived, so the peer's answer
-  // (§7) is on its way; the leader waits for it afresh rather than sending the snapshot again.
-  // Not delivered: the leader sends it again from a probe. Without reports a snapshot counts
-  // as lost two election timeouts after it was sent.
-  void reportSnapshot(NodeId peer, bool delivered);
+  // The driver's word on the snapshot at `index` it streamed to `peer` (leader only; ignored
+  // otherwise, when no snapshot is pending for it, or when the one pending is newer).
+  // `delivered`: every byte arrived, so the peer's answer (§7) is on its way; the leader waits
+  // for it afresh rather than sending the snapshot again. Not delivered: it is sent again one
+  // election timeout later. Without reports a snapshot counts as lost two election timeouts
+  // after it was sent.
+  void reportSnapshot(NodeId peer, Index index, bool delivered);
   // Describes a snapshot of the state applied so far (the last committed entry handed out in
   // a Ready that was advanced). Store it with Log::compact.
   SnapshotMeta snapshotMeta() const;

@@ -38,7 +38,7 @@ class Consensus::Impl {
   Result proposeMembership(std::span<const MembershipChange> changes);
   Result readIndex(NodeId from, uint64_t context);
   Result transferLeadership(NodeId to);
-  void reportSnapshot(NodeId peer, bool delivered);
+  void reportSnapshot(NodeId peer, Index index, bool delivered);
   enum class Campaign : uint8_t { PreElection, Election, Transfer };
   void campaign(Campaign kind);
   // Lease reads (diss. §6.4.1): true while this leader may answer reads at once.

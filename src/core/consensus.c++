@@ -525,18 +525,17 @@ void Consensus::Impl::handleAppendResponse(Peer& pr, const Message& m) {
   }
 }
 
-void Consensus::Impl::reportSnapshot(NodeId id, bool delivered) {
+void Consensus::Impl::reportSnapshot(NodeId id, Index index, bool delivered) {
   if (role_ != Role::Leader) return;
   Peer* pr = peer(id);
-  if (!pr || pr->state != Progress::State::Snapshot) return;
+  // The driver may have sent a newer snapshot than the one pending, never an older one: an
+  // older one is a report from before (the pending one was never sent).
+  if (!pr || pr->state != Progress::State::Snapshot || index < pr->pendingSnapshot) return;
   // A transfer can outlast the timeout that counts a snapshot as lost: a delivered one restarts
-  // it, so that the answer is awaited instead of a second copy started.
-  if (delivered) {
-    pr->snapshotTicks = 0;
-  } else {
-    pr->pendingSnapshot = Index{};  // probe from what matches
-    pr->becomeProbe();
-  }
+  // it, so that the answer is awaited instead of a second copy started. A failed one is tried
+  // again after one election timeout rather than two, and not at once: a refusal would repeat.
+  if (delivered) pr->snapshotTicks = 0;
+  else pr->snapshotTicks = std::max(pr->snapshotTicks, cfg_.electionTicks);
 }
 
 Message& Consensus::Impl::send(MessageType type, NodeId to) {
@@ -742,7 +741,7 @@ Result Consensus::proposeMembership(std::span<const MembershipChange> c) { retur
 Result Consensus::readIndex(uint64_t context) { return impl_->readIndex(impl_->cfg_.id, context); }
 Result Consensus::transferLeadership(NodeId to) { return impl_->transferLeadership(to); }
 void Consensus::campaign() { impl_->campaign(Impl::Campaign::PreElection); }
-void Consensus::reportSnapshot(NodeId id, bool delivered) { impl_->reportSnapshot(id, delivered); }
+void Consensus::reportSnapshot(NodeId id, Index index, bool delivered) { impl_->reportSnapshot(id, index, delivered); }
 bool Consensus::hasReady() const noexcept { return impl_->hasReady(); }
 std::span<const Message> Consensus::sendable() { return impl_->sendable(); }
 const Ready& Consensus::ready() { return impl_->ready(); }

@@ -363,7 +363,7 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
                        [this, &p, gen, src, start](bool ok) {
                          if (gen != p.generation) return;
                          p.snapshotInFlight = false;
-                         core_->reportSnapshot(p.id, ok);
+                         core_->reportSnapshot(p.id, src->meta().index, ok);
                          kick();
                          if (!ok) {
                            log("n" + std::to_string(p.id.value) + " refused our snapshot");
@@ -375,14 +375,14 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
                          log("sent snapshot at " + toString(src->meta().index) + " to n" + std::to_string(p.id.value) +
                              " (" + rate + ")");
                        },
-                       [this, &p, gen](kj::Exception&& e) {
+                       [this, &p, gen, src](kj::Exception&& e) {
                          if (gen != p.generation) return;
                          // A lost connection is the connection's business; a stream that failed
                          // on its own (the receiver took a newer one, we were deposed) leaves
                          // the connection up, and the core sends the snapshot again if it must.
                          if (e.getType() == kj::Exception::Type::DISCONNECTED) return disconnected(p, e);
                          p.snapshotInFlight = false;
-                         core_->reportSnapshot(p.id, false);
+                         core_->reportSnapshot(p.id, src->meta().index, false);
                          kick();
                          log("sending the snapshot to n" + std::to_string(p.id.value) + " stopped: " +
                              e.getDescription().cStr());
