@@ -73,7 +73,8 @@ class Bytes {
   }
   ~Bytes() { release(); }
 
-  // A buffer of `size` bytes to fill before it is shared (refs == 1).
+  // A buffer of `size` bytes to fill, through mutableData(). Bytes that share it must not read
+  // what is still being filled (a snapshot receive's readers read only what has arrived).
   static Bytes uninitialized(size_t size);
   uint8_t* mutableData() noexcept { return rep_ ? rep_->bytes() : nullptr; }
 

@@ -520,29 +520,103 @@ TEST(SegmentedLogSnapshots, AReceivedSnapshotIsInstalledFromItsFileAndSurvivesRe
   EXPECT_EQ(log.snapshot().data.view(), state);
 }
 
-// A snapshot large enough to reach the file in several parts (each 16 MiB, the last not), in
-// pieces that never line up with a disk block: on a file system with direct I/O the parts go
-// through DirectAppender's aligned buffer, and the file must still hold exactly the bytes.
-TEST(SegmentedLogSnapshots, ALargeReceivedSnapshotArrivesWholeWhateverThePieces) {
-  TempDir t;
-  std::mt19937_64 rng(7);
-  std::string state((40u << 20) + 12345, '\0');
-  for (auto& c : state) c = char(rng());
-  SnapshotMeta meta{Index{70}, Term{4}, {}};
-  meta.membership.voters = {NodeId{1}, NodeId{2}, NodeId{3}, NodeId{4}, NodeId{5}};
-  {
-    SegmentedLog log(t.log(), small());
-    auto rx = log.receiveSnapshot(meta, state.size());
-    for (size_t off = 0, piece = 1; off < state.size(); off += piece, piece = piece * 3 % 1048573 + 4093)
-      rx->write(reinterpret_cast<const uint8_t*>(state.data()) + off, std::min(piece, state.size() - off));
-    Bytes data = rx->finish();
-    log.installSnapshot(Snapshot{meta, data});
-    log.sync();
-    EXPECT_EQ(log.snapshot().data.view(), state);
+// The real file layer, counting the direct-I/O files it opened.
+struct CountingFileSystem final : FileSystem {
+  FileSystem& real = posixFileSystem();
+  int directOpens = 0;
+  std::unique_ptr<File> open(const std::string& p, bool create) override { return real.open(p, create); }
+  std::unique_ptr<File> openDirect(const std::string& p) override {
+    auto f = real.openDirect(p);
+    directOpens += f != nullptr;
+    return f;
   }
+  bool exists(const std::string& p) override { return real.exists(p); }
+  void rename(const std::string& a, const std::string& b) override { real.rename(a, b); }
+  void remove(const std::string& p) override { real.remove(p); }
+  void makeDir(const std::string& p) override { real.makeDir(p); }
+  void syncDir(const std::string& p) override { real.syncDir(p); }
+  std::vector<std::string> list(const std::string& p) override { return real.list(p); }
+};
+
+// Whether the file system of `dir` takes direct I/O (so that a test knows which path ran).
+bool takesDirectIo(const std::string& dir) {
+  posixFileSystem().makeDir(dir);
+  std::string probe = dir + "/direct-probe";
+  posixFileSystem().open(probe, true);
+  bool ok = posixFileSystem().openDirect(probe) != nullptr;
+  posixFileSystem().remove(probe);
+  return ok;
+}
+
+std::string randomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = char(rng());
+  return s;
+}
+
+void writeInOddPieces(SegmentedLog::SnapshotReceiver& rx, const std::string& state, size_t upTo) {
+  for (size_t off = 0, piece = 1; off < upTo; off += piece, piece = piece * 3 % 1048573 + 4093)
+    rx.write(reinterpret_cast<const uint8_t*>(state.data()) + off, std::min(piece, upTo - off));
+}
+
+// A snapshot large enough to reach the file in several parts (each 16 MiB, the last not), in
+// pieces that never line up with a disk block: on a file system with direct I/O (/tmp on ext4,
+// where these tests run) the parts go through DirectAppender's aligned buffer, and
+// the file must still hold exactly the bytes. Once with a header under a block, once (600
+// voters) with one over it, so that the data starts past the first block.
+TEST(SegmentedLogSnapshots, ALargeReceivedSnapshotArrivesWholeWhateverThePieces) {
+  for (uint64_t voters : {uint64_t(5), uint64_t(600)}) {
+    TempDir t;
+    CountingFileSystem fs;
+    auto opts = small();
+    opts.fs = &fs;
+    std::string state = randomBytes((40u << 20) + 12345, voters);
+    SnapshotMeta meta{Index{70}, Term{4}, {}};
+    for (uint64_t v = 1; v <= voters; ++v) meta.membership.voters.push_back(NodeId{v});
+    {
+      SegmentedLog log(t.log(), opts);
+      auto rx = log.receiveSnapshot(meta, state.size());
+      writeInOddPieces(*rx, state, state.size());
+      Bytes data = rx->finish();
+      log.installSnapshot(Snapshot{meta, data});
+      log.sync();
+      EXPECT_EQ(log.snapshot().data.view(), state);
+    }
+    EXPECT_EQ(fs.directOpens, takesDirectIo(t.log()) ? 1 : 0);
+    SegmentedLog log(t.log(), small());
+    EXPECT_EQ(log.snapshotMeta(), meta);
+    EXPECT_TRUE(log.snapshot().data.view() == state) << "the reopened snapshot differs; voters " << voters;
+  }
+}
+
+// A receive abandoned after several parts went to the file (through direct I/O) leaves no file,
+// and the next receive, with its own parts, arrives whole.
+TEST(SegmentedLogSnapshots, AReceiveAbandonedAfterSeveralPartsLeavesNothingBehind) {
+  TempDir t;
+  CountingFileSystem fs;
+  auto opts = small();
+  opts.fs = &fs;
+  std::string first = randomBytes(50u << 20, 1), second = randomBytes((20u << 20) + 7, 2);
+  SnapshotMeta meta{Index{90}, Term{5}, {}};
+  meta.membership.voters = {NodeId{1}, NodeId{2}, NodeId{3}};
+  {
+    SegmentedLog log(t.log(), opts);
+    {
+      auto rx = log.receiveSnapshot(meta, first.size());
+      writeInOddPieces(*rx, first, (35u << 20) + 3);
+    }  // the transfer broke off
+    log.sync();
+    EXPECT_FALSE(fsys::exists(t.log() + "/snapshot.recv"));
+    auto rx = log.receiveSnapshot(meta, second.size());
+    writeInOddPieces(*rx, second, second.size());
+    log.installSnapshot(Snapshot{meta, rx->finish()});
+    log.sync();
+    EXPECT_FALSE(fsys::exists(t.log() + "/snapshot.recv"));
+  }
+  EXPECT_EQ(fs.directOpens, takesDirectIo(t.log()) ? 2 : 0);
   SegmentedLog log(t.log(), small());
-  EXPECT_EQ(log.snapshotMeta(), meta);
-  EXPECT_TRUE(log.snapshot().data.view() == state) << "the reopened snapshot differs";
+  EXPECT_TRUE(log.snapshot().data.view() == second);
 }
 
 TEST(SegmentedLogSnapshots, AnAbandonedReceiveLeavesNoFileAndTheLogUnchanged) {
