@@ -144,6 +144,8 @@ struct Conn {
 }  // namespace
 
 struct Client::Impl {
+  // How long past its deadline a call's answer is waited for before it counts as a timeout.
+  static constexpr uint32_t kAnswerGraceMs = 1000;
   using Sender = std::function<kj::Promise<Reply>(Conn& conn, uint32_t remainingMs)>;
 
   Options options;
@@ -177,6 +179,7 @@ struct Client::Impl {
   }
   ~Impl() {
     dropTasks = nullptr;
+    opening.clear();
     conns.clear();
   }
 
@@ -184,26 +187,57 @@ struct Client::Impl {
     return connectConn(address).then([](Conn* c) { return c->cap; });
   }
 
-  // The connection lives until drop(address); use the pointer at once, in the continuation.
+  // The connection to `address`, opened if need be. It lives until drop(address): use the
+  // pointer at once, in the continuation.
   kj::Promise<Conn*> connectConn(const std::string& address) {
-    auto it = conns.find(address);
-    if (it != conns.end()) return it->second.get();
+    return open(address).then([this, address]() -> kj::Promise<Conn*> {
+      auto it = conns.find(address);
+      if (it == conns.end()) return KJ_EXCEPTION(DISCONNECTED, "connection closed", address.c_str());
+      return it->second.get();
+    });
+  }
+
+  // Opens one connection to `address`, however many calls ask for it at once: each of several
+  // concurrent opens used to replace the last in `conns`, destroying a connection that a call
+  // had already been handed.
+  struct Opening {
+    kj::ForkedPromise<void> done;
+    std::shared_ptr<bool> over = std::make_shared<bool>(false);  // done resolved
+  };
+  std::map<std::string, Opening> opening;
+
+  kj::Promise<void> open(const std::string& address) {
+    if (conns.count(address)) return kj::READY_NOW;
+    auto it = opening.find(address);
+    if (it != opening.end()) {
+      if (!*it->second.over) return it->second.done.addBranch();
+      opening.erase(it);  // an attempt that ended (never from inside its own continuations)
+    }
     size_t colon = address.rfind(':');
     if (colon == std::string::npos) return KJ_EXCEPTION(FAILED, "bad address", address.c_str());
     std::string host = address.substr(0, colon);
     uint port = uint(std::stoul(address.substr(colon + 1)));
-    return io->provider->getNetwork()
-        .parseAddress(host, port)
-        .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
-        .then([this, address](kj::Own<kj::AsyncIoStream> stream) {
-          auto c = kj::heap<Conn>();
-          c->stream = net::buffered(kj::mv(stream));
-          c->rpc = kj::heap<capnp::TwoPartyClient>(*c->stream);
-          c->cap = c->rpc->bootstrap().castAs<wire::Node>();
-          Conn* raw = c.get();
-          conns[address] = kj::mv(c);
-          return raw;
-        });
+    auto over = std::make_shared<bool>(false);
+    auto done = io->provider->getNetwork()
+                    .parseAddress(host, port)
+                    .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+                    .then(
+                        [this, address, over](kj::Own<kj::AsyncIoStream> stream) {
+                          *over = true;
+                          auto c = kj::heap<Conn>();
+                          c->stream = net::buffered(kj::mv(stream));
+                          c->rpc = kj::heap<capnp::TwoPartyClient>(*c->stream);
+                          c->cap = c->rpc->bootstrap().castAs<wire::Node>();
+                          conns[address] = kj::mv(c);
+                        },
+                        [over](kj::Exception&& e) {
+                          *over = true;
+                          kj::throwRecoverableException(kj::mv(e));
+                        })
+                    .fork();
+    auto branch = done.addBranch();
+    opening.insert_or_assign(address, Opening{kj::mv(done), over});
+    return branch;
   }
 
   void drop(const std::string& address) {
@@ -251,9 +285,16 @@ struct Client::Impl {
       });
     };
     return connectConn(address)
-        .then([send, remaining, calls](Conn* conn) mutable {
+        .then([this, send, remaining, calls](Conn* conn) mutable {
           if (calls) ++*calls;
-          return send(*conn, remaining);
+          // The node answers by the deadline it was given; should it not (a call lost with a
+          // connection that never reports the loss), the client does not wait past it either.
+          return send(*conn, remaining)
+              .exclusiveJoin(timer->afterDelay((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
+                Reply r;
+                r.status = wire::Status::TIMEOUT;
+                return r;
+              }));
         })
         .then(
             [this, address, idempotent, sent, retry](Reply r) mutable -> kj::Promise<Outcome<std::string>> {

@@ -79,6 +79,72 @@ TEST(Cluster, ConcurrentCallsOnOneConnectionEachGetTheirOwnAnswer) {
   EXPECT_EQ(got[kOps].error, ClientError::NotFound);
 }
 
+// A fresh client asked for many things at once, before it has any connection, answers them all
+// (it opens one connection per node; each one it opened used to replace the last one to the
+// same node, failing the calls already handed to it).
+TEST(Cluster, AFreshClientAskedManyThingsAtOnceAnswersThemAll) {
+  ProcessCluster cluster(3);
+  {
+    Client c(cluster.clientOptions());
+    ASSERT_NE(cluster.waitLeader(c), 0u);
+    ASSERT_TRUE(c.put("k", "v").ok());
+  }
+  auto io = kj::setupAsyncIo();
+  for (int round = 0; round < 5; ++round) {
+    Client c(cluster.clientOptions(), io);
+    kj::Vector<kj::Promise<Outcome<std::string>>> gets;
+    for (int i = 0; i < 300; ++i) gets.add(c.getAsync(i % 2 ? "k" : "absent"));
+    auto got = kj::joinPromises(gets.releaseAsArray())
+                   .exclusiveJoin(io.provider->getTimer().afterDelay(20 * kj::SECONDS).then([]() {
+                     ADD_FAILURE() << "calls left unanswered";
+                     return kj::Array<Outcome<std::string>>();
+                   }))
+                   .wait(io.waitScope);
+    ASSERT_EQ(got.size(), 300u);
+    for (int i = 0; i < 300; ++i) {
+      if (i % 2) EXPECT_EQ(got[i].value, "v") << got[i].detail;
+      else EXPECT_EQ(got[i].error, ClientError::NotFound) << got[i].detail;
+    }
+  }
+}
+
+// A node that takes the connection and then never answers (hung, or the answer lost) costs a
+// call its deadline and a little more, not forever.
+TEST(Client, ANodeThatNeverAnswersTimesOutTheCall) {
+  auto io = kj::setupAsyncIo();
+  auto listener = io.provider->getNetwork().parseAddress("127.0.0.1", 0).wait(io.waitScope)->listen();
+  kj::Vector<kj::Own<kj::AsyncIoStream>> held;  // accepted and never read
+  struct Ignore final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } ignore;
+  kj::TaskSet tasks(ignore);
+  struct Accept {
+    static kj::Promise<void> loop(kj::ConnectionReceiver& l, kj::Vector<kj::Own<kj::AsyncIoStream>>& held) {
+      return l.accept().then([&l, &held](kj::Own<kj::AsyncIoStream> s) {
+        held.add(kj::mv(s));
+        return loop(l, held);
+      });
+    }
+  };
+  tasks.add(Accept::loop(*listener, held));
+  Client::Options o;
+  o.addresses = {"127.0.0.1:" + std::to_string(listener->getPort())};
+  o.timeoutMs = 300;
+  o.sessions = false;
+  Client c(o, io);
+  auto t0 = std::chrono::steady_clock::now();
+  auto got = c.getAsync("k")
+                 .exclusiveJoin(io.provider->getTimer().afterDelay(10 * kj::SECONDS).then([]() {
+                   ADD_FAILURE() << "the call waited for good";
+                   return Outcome<std::string>{};
+                 }))
+                 .wait(io.waitScope);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(got.error, ClientError::Timeout) << got.detail;
+  EXPECT_LT(s, 3.0);
+  EXPECT_FALSE(held.empty());
+}
+
 TEST(Cluster, KillingTheLeaderLosesNoAcknowledgedWriteAndTheNodeCatchesUp) {
   ProcessCluster cluster(3);
   Client c(cluster.clientOptions(3000));
