@@ -80,10 +80,10 @@ run_once() {  # build op -> "ops p99_ms"
   [ "$op" = read ] && extra=--reads
   [ "$conns" != 0 ] && connflag=(--connections "$conns")
   if [ "$op" = read ]; then  # the keys the reads ask for exist
-    "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
+    timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true
   fi
-  "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
+  timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
     --value-size 16 $extra 2>/dev/null |
     python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000))'
   stop

@@ -91,10 +91,10 @@ measure_keel() {  # op clients
   [ "$op" = read ] && extra="--reads"
   # C clients over min(C, 4) connections, as etcd's load generator (peers/etcd-kv/load.go)
   # spreads its C clients over 4 clientv3 connections.
-  # A run that prints no result (the bench failed) is left out of the median, with a line that
-  # says why.
+  # A run that prints no result (the bench failed, or ran past 300 s and was stopped) is left
+  # out of the median, with a line that says why.
   local out
-  out=$("$keel" --cluster "$cluster" --json bench --clients "$c" --connections 4 --count "$n" --value-size 16 $extra \
+  out=$(timeout 300 "$keel" --cluster "$cluster" --json bench --clients "$c" --connections 4 --count "$n" --value-size 16 $extra \
         2>"$work/bench.err") || true
   if [ -z "$out" ]; then
     echo "  (keel bench $op C=$c printed no result: $(tail -n 2 "$work/bench.err" | tr '\n' ' '))" >&2
