@@ -202,7 +202,7 @@ struct Client::Impl {
   // had already been handed.
   struct Opening {
     kj::ForkedPromise<void> done;
-    std::shared_ptr<bool> over = std::make_shared<bool>(false);  // done resolved
+    std::shared_ptr<bool> over;  // done resolved
   };
   std::map<std::string, Opening> opening;
 
@@ -284,18 +284,19 @@ struct Client::Impl {
         return request(send, idempotent, deadline, attempt + 1, sentNow, calls);
       });
     };
+    // The node answers by the deadline it was given; should it not (a connect that hangs, a call
+    // lost with a connection that never reports the loss), the client does not wait past it.
+    auto giveUp = timer->afterDelay((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
+      Reply r;
+      r.status = wire::Status::TIMEOUT;
+      return r;
+    });
     return connectConn(address)
-        .then([this, send, remaining, calls](Conn* conn) mutable {
+        .then([send, remaining, calls](Conn* conn) mutable {
           if (calls) ++*calls;
-          // The node answers by the deadline it was given; should it not (a call lost with a
-          // connection that never reports the loss), the client does not wait past it either.
-          return send(*conn, remaining)
-              .exclusiveJoin(timer->afterDelay((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
-                Reply r;
-                r.status = wire::Status::TIMEOUT;
-                return r;
-              }));
+          return send(*conn, remaining);
         })
+        .exclusiveJoin(kj::mv(giveUp))
         .then(
             [this, address, idempotent, sent, retry](Reply r) mutable -> kj::Promise<Outcome<std::string>> {
               switch (r.status) {
