@@ -73,7 +73,9 @@ class Client {
  public:
   struct Options {
     std::vector<std::string> addresses;  // host:port of any nodes of the cluster
-    uint32_t timeoutMs = 5000;           // per-call deadline
+    // Per-call deadline. The nodes are told it and answer by it; should one not (a connect
+    // that hangs, an answer lost), the call ends as a timeout one second past it all the same.
+    uint32_t timeoutMs = 5000;
     bool sessions = true;                // exactly-once writes for the key-value API
   };
 
