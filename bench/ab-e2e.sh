@@ -3,9 +3,10 @@
 # gained. Builds both revisions (Release, in build/ab-<commit>), then alternates them: each run
 # starts a fresh 3-node durable cluster on 127.0.0.1, runs `keel bench` (writes, then
 # linearizable reads) and stops it. Prints the median ops/s and p99 of each side and the ratio
-# of the medians.
+# of the medians. --preload K first writes K keys (16-byte values) to each fresh cluster, so
+# that the measured load runs on a large state.
 #
-#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--write-docs]
+#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K] [--write-docs]
 #
 # --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair.
 # NEW defaults to the working tree's HEAD. Both sides are loaded by their own `keel`, so a
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 write_docs=0
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 write_docs=0
 args_given="$*"
 pos=()
 while [ $# -gt 0 ]; do
@@ -23,12 +24,13 @@ while [ $# -gt 0 ]; do
     --connections) conns=$2; shift 2 ;;
     --ops) ops=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
+    --preload) preload=$2; shift 2 ;;
     --write-docs) write_docs=1; shift ;;
-    -*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+    -*) sed -n '2,14p' "$0" >&2; exit 2 ;;
     *) pos+=("$1"); shift ;;
   esac
 done
-[ ${#pos[@]} -ge 1 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
+[ ${#pos[@]} -ge 1 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
 base=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && new=${pos[1]}
 . scripts/deps.sh
@@ -79,6 +81,10 @@ run_once() {  # build op -> "ops p99_ms"
   done
   [ "$op" = read ] && extra=--reads
   [ "$conns" != 0 ] && connflag=(--connections "$conns")
+  if [ "$preload" != 0 ]; then
+    timeout 600 "$b/apps/keel" --cluster "$cluster" bench --clients 256 "${connflag[@]}" --count "$preload" \
+      --value-size 16 >/dev/null 2>&1 || true
+  fi
   if [ "$op" = read ]; then  # the keys the reads ask for exist
     timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true

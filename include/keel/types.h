@@ -77,6 +77,9 @@ class Bytes {
   // what is still being filled (a snapshot receive's readers read only what has arrived).
   static Bytes uninitialized(size_t size);
   uint8_t* mutableData() noexcept { return rep_ ? rep_->bytes() : nullptr; }
+  // Keeps the first n bytes (n <= size()) of a payload nobody else shares: a buffer allocated
+  // larger than it turned out to need. The memory stays allocated until the payload goes.
+  void shrink(size_t n) noexcept;
 
   const uint8_t* data() const noexcept { return rep_ ? rep_->bytes() : nullptr; }
   size_t size() const noexcept { return rep_ ? rep_->size : 0; }

@@ -1,6 +1,7 @@
 #include <keel/types.h>
 #include <keel/message.h>
 
+#include <cassert>
 #include <cstdlib>
 #include <new>
 
@@ -18,6 +19,12 @@ Bytes Bytes::uninitialized(size_t size) {
   void* mem = ::operator new(sizeof(Rep) + size);
   b.rep_ = new (mem) Rep{1, size};
   return b;
+}
+
+void Bytes::shrink(size_t n) noexcept {
+  assert(n <= size() && useCount() <= 1);
+  if (n == 0) release();
+  else rep_->size = n;
 }
 
 void Bytes::destroy(Rep* rep) noexcept { ::operator delete(rep); }

@@ -27,24 +27,24 @@ uint64_t wallMs() {
 // Collects a state machine's snapshot chunks, then makes them one buffer with a single copy
 // (a growing string would hold up to twice the snapshot while it reallocates, and then be
 // copied again into the Bytes the log keeps).
+// Collects a snapshot in one buffer, allocated for the size it is expected to have: its bytes
+// are copied once, and pages of the allowance it does not use are never touched.
 struct ChunkSink final : SnapshotSink {
-  std::vector<std::string> chunks;
-  size_t total = 0;
+  explicit ChunkSink(size_t expected) : buf(Bytes::uninitialized(std::max<size_t>(expected, 4096))) {}
+  Bytes buf;
+  size_t size = 0;
   void write(std::string_view chunk) override {
-    if (chunk.empty()) return;
-    chunks.emplace_back(chunk);
-    total += chunk.size();
+    if (size + chunk.size() > buf.size()) {
+      Bytes larger = Bytes::uninitialized(std::max(buf.size() * 2, size + chunk.size()));
+      memcpy(larger.mutableData(), buf.data(), size);
+      buf = std::move(larger);
+    }
+    memcpy(buf.mutableData() + size, chunk.data(), chunk.size());
+    size += chunk.size();
   }
   Bytes take() {
-    Bytes b = Bytes::uninitialized(total);
-    size_t at = 0;
-    for (std::string& c : chunks) {
-      memcpy(b.mutableData() + at, c.data(), c.size());
-      at += c.size();
-      std::string().swap(c);
-    }
-    chunks.clear();
-    return b;
+    buf.shrink(size);
+    return std::move(buf);
   }
 };
 
@@ -161,6 +161,7 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
     }
   }
   applied_ = snapMeta.index.value;  // reads wait for applied_ >= their index
+  snapshotBytes_ = segmented_ ? segmented_->snapshotSize() : log_->snapshot().data.size();
   Config cfg;
   cfg.id = NodeId{options_.id};
   cfg.electionTicks = options_.electionTicks;
@@ -264,6 +265,8 @@ void Node::process() {
     }
     received_ = {};
     applied_ = rd.snapshot->meta.index.value;
+    appliedBytes_ = 0;
+    snapshotBytes_ = rd.snapshot->data.size();
     wrote = true;
   }
   // Entries a quorum has on disk are applied, and their clients answered, before this node's
@@ -353,6 +356,7 @@ void Node::applyCommitted(std::span<const Entry> committed) {
       result = sm_.apply(e.index, e.data.view());
     }
     applied_ = e.index.value;
+    appliedBytes_ += e.data.size();
     auto it = waiters_.find(e.index.value);
     if (it != waiters_.end()) {
       ProposeOutcome out;
@@ -395,15 +399,27 @@ void Node::maybeCompact(bool force) {
   SnapshotMeta meta = core_->snapshotMeta();
   Index have = log_->snapshotMeta().index;
   if (meta.index <= have) return;
-  if (!force && meta.index - have < options_.snapshotEntries) return;
+  if (!force) {
+    if (meta.index - have < options_.snapshotEntries) return;
+    // diss. §5.1: snapshotting costs the whole state each time, so wait until the log since the
+    // last snapshot is a multiple of that snapshot's size; the cost per entry applied then
+    // stays bounded however large the state grows.
+    if (double(appliedBytes_) < options_.snapshotLogRatio * double(snapshotBytes_)) return;
+  }
   if (meta.index.value != applied_) return;  // the state machine must be exactly at meta.index
-  ChunkSink sink;
+  // The state grew by at most about what was applied since the last snapshot.
+  auto started = std::chrono::steady_clock::now();
+  ChunkSink sink(size_t(snapshotBytes_ + appliedBytes_ + (1 << 20)));
   sm_.snapshot(sink);
   Snapshot snap{meta, sink.take()};
   log_->compact(snap);
+  appliedBytes_ = 0;
+  snapshotBytes_ = snap.data.size();
   releaseFreeMemory();
-  log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes); log now " +
-      toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes, " +
+      std::to_string(ms.count()) + " ms); log now " + toString(log_->firstIndex()) + ".." +
+      toString(log_->lastIndex()));
 }
 
 void Node::releaseFreeMemory() {

@@ -219,6 +219,10 @@ class Node final {
   // Metrics.
   uint64_t proposals_ = 0;
   uint64_t applied_ = 0;
+  // When to snapshot (maybeCompact): the bytes of the entries applied since the last snapshot,
+  // and that snapshot's size.
+  uint64_t appliedBytes_ = 0;
+  uint64_t snapshotBytes_ = 0;
   uint64_t readsServed_ = 0;
   uint64_t ticks_ = 0;
   uint64_t syncs_ = 0;

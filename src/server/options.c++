@@ -68,6 +68,9 @@ const std::vector<OptionHelp>& optionHelp() {
        "is shortened to match. Default: 10."},
       {"max-message-bytes", "<n>", "Largest RPC message accepted. Default: 16777216."},
       {"snapshot-entries", "<n>", "Snapshot and compact the log after this many entries. Default: 20000."},
+      {"snapshot-log-ratio", "<r>",
+       "Also wait until the entries applied since the last snapshot add up to r times its bytes, so "
+       "that a large state is not serialized every --snapshot-entries (0: the count alone). Default: 2."},
       {"request-timeout-ms", "<ms>", "Default deadline of a client request. Default: 5000."},
       {"session-timeout-ms", "<ms>", "Idle client sessions expire after this. Default: 600000."},
       {"memory-log", "<true|false>", "Keep the log in memory (not durable; for tests)."},
@@ -155,6 +158,11 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
   } else if (name == "snapshot-entries") {
     if (!num(1, UINT64_MAX >> 1)) return bad("expected a positive integer");
     o.snapshotEntries = n;
+  } else if (name == "snapshot-log-ratio") {
+    char* end = nullptr;
+    double r = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !(r >= 0 && r <= 1000)) return bad("expected a ratio from 0 to 1000");
+    o.snapshotLogRatio = r;
   } else if (name == "request-timeout-ms") {
     if (!num(1, 3600000)) return bad("expected 1..3600000");
     o.requestTimeoutMs = uint32_t(n);

@@ -28,6 +28,7 @@ struct Options {
   uint32_t maxClockDriftPercent = 10;       // --max-clock-drift-percent (lease reads)
   uint64_t maxMessageBytes = 16ull << 20;   // --max-message-bytes (larger RPCs are refused)
   uint64_t snapshotEntries = 20000;         // --snapshot-entries: compact after this many
+  double snapshotLogRatio = 2.0;            // --snapshot-log-ratio: ... and this many times the last snapshot's bytes
   uint32_t requestTimeoutMs = 5000;         // --request-timeout-ms
   uint64_t sessionTimeoutMs = 600000;       // --session-timeout-ms (KV sessions)
   bool memoryLog = false;                   // --memory-log: not durable (tests only)

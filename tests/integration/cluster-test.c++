@@ -555,6 +555,50 @@ TEST(Cluster, LeaseReadsRefuseBadCombinations) {
   EXPECT_NE(out4.find("--max-clock-drift-percent"), std::string::npos) << out4;
 }
 
+// diss. §5.1: a snapshot costs the whole state, so besides --snapshot-entries a node waits for
+// the entries applied since its last snapshot to add up to --snapshot-log-ratio times that
+// snapshot's size; after a restart the size is the one of the snapshot on disk.
+TEST(Cluster, ASnapshotWaitsForTheLogToOutgrowThePreviousOne) {
+  const std::string value(2000, 'v');
+  auto put = [&](Client& c, int from, int to) {
+    for (int i = from; i < to; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), value).ok()) << i;
+  };
+  auto snapshotIndex = [](Client& c, ProcessCluster& cluster) {
+    auto st = c.status(cluster.node(1).address);
+    EXPECT_TRUE(st.ok());
+    return st.value.snapshotIndex;
+  };
+  {
+    // The count alone: a snapshot every 20 entries.
+    ProcessCluster cluster(1, {"--snapshot-entries", "20", "--snapshot-log-ratio", "0"});
+    Client c(cluster.clientOptions());
+    ASSERT_NE(cluster.waitLeader(c), 0u);
+    put(c, 0, 50);
+    EXPECT_GE(snapshotIndex(c, cluster), 40u);
+  }
+  ProcessCluster cluster(1, {"--snapshot-entries", "20", "--snapshot-log-ratio", "2"});
+  Client c(cluster.clientOptions());
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  put(c, 0, 50);
+  // The first snapshot (about 20 entries: 40 KB of state) waits for 80 KB of entries more.
+  uint64_t first = snapshotIndex(c, cluster);
+  EXPECT_GT(first, 0u);
+  EXPECT_LT(first, 40u);
+  put(c, 50, 80);
+  uint64_t second = snapshotIndex(c, cluster);
+  EXPECT_GT(second, first);
+  // Restarted, the node counts from the snapshot on disk (about 110 KB): 30 entries more
+  // (60 KB) do not take another.
+  cluster.terminate(1);
+  cluster.start(1);
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  put(c, 80, 110);
+  EXPECT_EQ(snapshotIndex(c, cluster), second);
+  auto got = c.get("k109");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got.value, value);
+}
+
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   std::string cmd = ProcessCluster::serverPath() + " --id 0 --data-dir /tmp/x --peers 1=127.0.0.1:1 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -579,6 +623,8 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   refused("--unsafe-test-clock-rate 0.9", "need --unsafe-test");
   refused("--unsafe-test true --unsafe-test-clock-rate 0", "expected a rate");
   refused("--unsafe-test true --unsafe-test-clock-rate fast", "expected a rate");
+  refused("--snapshot-log-ratio 5000", "expected a ratio");
+  refused("--snapshot-log-ratio lots", "expected a ratio");
 }
 
 }  // namespace

@@ -36,6 +36,19 @@ TEST(Bytes, UninitializedIsWritableBeforeSharing) {
   EXPECT_EQ(b.str(), "abc");
 }
 
+TEST(Bytes, ShrinkKeepsThePrefixOfAnOversizedBuffer) {
+  Bytes b = Bytes::uninitialized(64);
+  std::memcpy(b.mutableData(), "snapshot", 8);
+  b.shrink(8);
+  EXPECT_EQ(b.view(), "snapshot");
+  Bytes copy = b;
+  EXPECT_EQ(copy.size(), 8u);
+  b = Bytes();
+  copy.shrink(0);
+  EXPECT_TRUE(copy.empty());
+  EXPECT_EQ(copy.useCount(), 0u);
+}
+
 TEST(StrongTypes, ArithmeticAndOrder) {
   EXPECT_EQ(Index{5} - Index{2}, 3u);
   EXPECT_EQ((Index{5} + 2).value, 7u);
