@@ -144,13 +144,17 @@ struct Client {
 };
 
 struct Event {
-  enum Kind : uint8_t { Tick, Deliver, SyncDone, ClientTimer, Nemesis, Restart, Resume, DiskNormal, Heal, CrashNow };
+  enum Kind : uint8_t {
+    Tick, Deliver, SyncDone, ClientTimer, Nemesis, Restart, Resume, DiskNormal, Heal, CrashNow,
+    SnapshotReport,  // the transport tells the sender how a snapshot's transfer ended (msg, delivered)
+  };
   int64_t time;
   uint64_t seq;
   Kind kind;
   uint64_t node = 0;
   uint64_t epoch = 0;
   Message msg;
+  bool delivered = false;  // SnapshotReport
 };
 struct Later {
   bool operator()(const Event& a, const Event& b) const { return a.time != b.time ? a.time > b.time : a.seq > b.seq; }
@@ -189,7 +193,8 @@ class Simulation {
 
  private:
   // Events
-  void schedule(int64_t at, Event::Kind k, uint64_t node = 0, uint64_t epoch = 0, Message* m = nullptr);
+  void schedule(int64_t at, Event::Kind k, uint64_t node = 0, uint64_t epoch = 0, Message* m = nullptr,
+                bool delivered = false);
   void dispatch(Event& e);
   void observe();
 
@@ -203,6 +208,8 @@ class Simulation {
   void apply(Node& n, const Entry& e);
   void deliver(Message& m);
   void send(const Message& m);
+  // A snapshot message arrived (or was lost): its sender hears of it a moment later.
+  void reportSnapshot(const Message& m, bool delivered);
   void trace(Node& n, Trace t);
   uint64_t clockMs(const Node& n) const { return uint64_t(std::max<int64_t>(0, now_ / kMs + n.clockSkewMs)); }
   void traceRole(Node& n);

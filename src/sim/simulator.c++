@@ -97,8 +97,9 @@ Simulation::Simulation(const Options& o) : o_(o), rng_{o.seed * 0x2545f4914f6cdd
   schedule(rng_.range(100 * kMs, 300 * kMs), Event::Nemesis);
 }
 
-void Simulation::schedule(int64_t at, Event::Kind k, uint64_t node, uint64_t epoch, Message* m) {
+void Simulation::schedule(int64_t at, Event::Kind k, uint64_t node, uint64_t epoch, Message* m, bool delivered) {
   Event e;
+  e.delivered = delivered;
   e.time = at;
   e.seq = seq_++;
   e.kind = k;
@@ -373,6 +374,7 @@ void Simulation::send(const Message& m) {
   }
   if (loss_ > 0 && rng_.chance(loss_)) {
     res_.dropped++;
+    reportSnapshot(m, false);
     return;
   }
   int copies = dup_ > 0 && rng_.chance(dup_) ? 2 : 1;
@@ -389,6 +391,7 @@ void Simulation::deliver(Message& m) {
   Node& n = node(m.to.value);
   if (!n.up() || blocked_[m.from.value][m.to.value]) {
     res_.dropped++;
+    reportSnapshot(m, false);
     return;
   }
   if (n.paused) {
@@ -405,7 +408,20 @@ void Simulation::deliver(Message& m) {
   t.reject = m.reject;
   trace(n, std::move(t));
   n.core->step(m);
+  reportSnapshot(m, true);
   processReadies(n);
+}
+
+void Simulation::reportSnapshot(const Message& m, bool delivered) {
+  // keel-server tells the core how each snapshot transfer ended (Consensus::reportSnapshot);
+  // the simulated transport does too, 1 ms later (no random draw: seeds keep their runs until
+  // a snapshot is sent).
+  if (m.type != MessageType::Snapshot || !m.snapshot || m.from.value == 0 || m.from.value > nodes_.size()) return;
+  Message report;
+  report.from = m.from;
+  report.to = m.to;
+  report.index = m.snapshot->meta.index;
+  schedule(now_ + kMs, Event::SnapshotReport, m.from.value, node(m.from.value).epoch, &report, delivered);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -698,6 +714,14 @@ void Simulation::dispatch(Event& e) {
       break;
     }
     case Event::Heal: healAll(); break;
+    case Event::SnapshotReport: {
+      Node& n = node(e.node);
+      if (e.epoch != n.epoch || !n.up() || n.paused) return;
+      n.core->reportSnapshot(e.msg.to, e.msg.index, e.delivered);
+      ++res_.snapshotReports;
+      processReadies(n);
+      break;
+    }
   }
 }
 
@@ -855,8 +879,8 @@ std::string Result::summary() const {
     << " events=" << events << " time=" << fmtTime(simTime) << "s ops=" << opsOk << "/" << opsFail << "/" << opsInfo
     << " (ok/fail/info) committed=" << committed << " terms=" << terms << " crashes=" << crashes
     << " partitions=" << partitions << " membership=" << membershipChanges << " transfers=" << transfers
-    << " compactions=" << compactions << " installs=" << snapshotInstalls << " sessions=" << registrations
-    << " expired=" << sessionsExpired;
+    << " compactions=" << compactions << " installs=" << snapshotInstalls << " reports=" << snapshotReports
+    << " sessions=" << registrations << " expired=" << sessionsExpired;
   return o.str();
 }
 
