@@ -135,7 +135,7 @@ fi
 
 report() {
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; $keys distinct keys, 16-byte values, $clients clients, one write per key"
-  echo "# keel: 3 nodes, Release, default flags (--snapshot-entries 20000); etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}'): 3 members, default flags"
+  echo "# keel: 3 nodes, Release, default flags (--snapshot-entries 20000, --snapshot-log-ratio 2); etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}'): 3 members, default flags"
   echo "# VmRSS in MiB: leader, follower, follower"
   echo
   printf '| %-28s | %9s | %9s | %9s |\n' "" leader follower follower
