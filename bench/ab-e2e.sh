@@ -2,11 +2,13 @@
 # A/B of two revisions of keel-server + keel on W4 (shared/bench/WORKLOADS.md): what one change
 # gained. Builds both revisions (Release, in build/ab-<commit>), then alternates them: each run
 # starts a fresh 3-node durable cluster on 127.0.0.1, runs `keel bench` (writes, then
-# linearizable reads) and stops it. Prints the median ops/s and p99 of each side and the ratio
-# of the medians. --preload K first writes K keys (16-byte values) to each fresh cluster, so
-# that the measured load runs on a large state.
+# linearizable reads) and stops it. Prints the median ops/s, p99 and maximum latency of each
+# side and the ratio of the medians of ops/s. --preload K first writes K keys (16-byte values)
+# to each fresh cluster, so that the measured load runs on a large state; --server-flags "..."
+# go to every node of both sides.
 #
-#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K] [--write-docs]
+#   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
+#                   [--server-flags "FLAGS"] [--write-docs]
 #
 # --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair.
 # NEW defaults to the working tree's HEAD. Both sides are loaded by their own `keel`, so a
@@ -15,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 write_docs=0
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0
 args_given="$*"
 pos=()
 while [ $# -gt 0 ]; do
@@ -25,12 +27,13 @@ while [ $# -gt 0 ]; do
     --ops) ops=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --preload) preload=$2; shift 2 ;;
+    --server-flags) server_flags=$2; shift 2 ;;
     --write-docs) write_docs=1; shift ;;
-    -*) sed -n '2,14p' "$0" >&2; exit 2 ;;
+    -*) sed -n '2,16p' "$0" >&2; exit 2 ;;
     *) pos+=("$1"); shift ;;
   esac
 done
-[ ${#pos[@]} -ge 1 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[ ${#pos[@]} -ge 1 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
 base=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && new=${pos[1]}
 . scripts/deps.sh
@@ -71,7 +74,7 @@ run_once() {  # build op -> "ops p99_ms"
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in 1 2 3; do
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
-      --peers "$peers" --tick-ms 50 --election-ticks 10 --quiet true >/dev/null 2>&1 &
+      --peers "$peers" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
   done
   # Ready once a write succeeds.
@@ -91,7 +94,7 @@ run_once() {  # build op -> "ops p99_ms"
   fi
   timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
     --value-size 16 $extra 2>/dev/null |
-    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000))'
+    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000, d["max_us"]/1000))'
   stop
 }
 
@@ -112,8 +115,9 @@ a = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${a[@]}")""".spli
 b = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${b[@]}")""".split("\n") if l.strip()]
 ma, mb = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
 pa, pb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
-print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f reps=%s"
-      % (op, c, base, new, ma, mb, mb / ma, pa, pb, reps))
+xa, xb = statistics.median(x[2] for x in a), statistics.median(x[2] for x in b)
+print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f base_max_ms=%.1f new_max_ms=%.1f reps=%s"
+      % (op, c, base, new, ma, mb, mb / ma, pa, pb, xa, xb, reps))
 EOF
 )
   echo "$line"

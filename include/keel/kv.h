@@ -238,6 +238,10 @@ class KvStateMachine final : public StateMachine {
   // Parses the snapshot as it arrives (KEELKV02 only; an older one fails finish(), and the
   // caller restores it whole).
   std::unique_ptr<SnapshotRestore> beginRestore() override;
+  // The snapshot of snapshot(), byte for byte, written in key order a slice at a time. The
+  // sessions are written when it begins (their count is capped); a record about to change
+  // before the job reached it leaves its value of then with the job.
+  std::unique_ptr<SnapshotJob> beginSnapshot(SnapshotSink& sink) override;
 
   // ---- Inspection (tests, status) ----
   size_t size() const noexcept { return data_.size(); }
@@ -254,17 +258,25 @@ class KvStateMachine final : public StateMachine {
     std::map<uint64_t, std::string> replies;  // seq -> reply, for seq >= ack
   };
 
+  using Records = std::set<kv::detail::Record, kv::detail::RecordLess>;
+  class Snapshotter;
   friend class KvRestore;
   std::string applyWrite(kv::Op op, std::string_view body, bool& ok);
+  // Every change of data_ goes through these two, so that a snapshot under way keeps what it
+  // has not written yet. `it` is data_.find(key).
+  void setRecord(Records::iterator it, std::string_view key, std::string_view value);
+  void eraseRecord(Records::iterator it);
+  void noRestoreDuringSnapshot() const;
   void advanceClock(uint64_t clockMs);
   void touch(uint64_t client, Session& s);
   void expireSessions();
 
   Options options_;
-  std::set<kv::detail::Record, kv::detail::RecordLess> data_;
+  Records data_;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<uint64_t, uint64_t>> byActivity_;  // (lastActive, client)
   uint64_t clock_ = 0;
+  mutable Snapshotter* snapshotter_ = nullptr;  // the snapshot under way (snapshot() too)
 };
 
 }  // namespace keel

@@ -36,6 +36,18 @@ class SnapshotRestore {
   virtual void apply() = 0;
 };
 
+// A snapshot written a slice at a time (StateMachine::beginSnapshot), so that a large state
+// does not stop the node while it is written. It writes the state as it was when it began:
+// the machine may apply commands between the slices. Destroying it before it is done abandons
+// the snapshot (the sink then holds an unfinished one).
+class SnapshotJob {
+ public:
+  virtual ~SnapshotJob() = default;
+  // Writes about `budgetBytes` more to the sink (at least one record); true once the whole
+  // snapshot has been written, after which step() does nothing.
+  virtual bool step(size_t budgetBytes) = 0;
+};
+
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
@@ -46,6 +58,13 @@ class StateMachine {
   virtual std::string query(std::string_view request) const = 0;
   // Writes the whole state, in chunks of the implementation's choosing.
   virtual void snapshot(SnapshotSink& sink) const = 0;
+  // Optional: the same snapshot, written by the job's steps. One job at a time; restoring the
+  // machine while one is under way is a logic error (abandon the job first). The job must not
+  // outlive the machine, nor the sink. nullptr (the default): only snapshot().
+  virtual std::unique_ptr<SnapshotJob> beginSnapshot(SnapshotSink& sink) {
+    (void)sink;
+    return nullptr;
+  }
   // Replaces the whole state by a snapshot's bytes, fed in the order they were written.
   // Returns false (changing nothing) when the bytes are not a snapshot of this machine.
   virtual bool restore(std::string_view snapshot) = 0;

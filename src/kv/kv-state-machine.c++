@@ -200,16 +200,14 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
     case Op::Put: {
       std::string_view value;
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
-      auto it = data_.find(key);
-      if (it == data_.end()) data_.emplace(key, value);
-      else it->setValue(value);
+      setRecord(data_.find(key), key, value);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Delete: {
       if (!r.bytes(key) || !r.done()) break;
       auto it = data_.find(key);
       if (it == data_.end()) return kv::replyStatus(Status::NotFound);
-      data_.erase(it);
+      eraseRecord(it);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Cas: {
@@ -227,12 +225,8 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
         if (it != data_.end()) putBytes(out, it->value());
         return out;
       }
-      if (flags & 2) {
-        if (it == data_.end()) data_.emplace(key, value);
-        else it->setValue(value);
-      } else if (it != data_.end()) {
-        data_.erase(it);
-      }
+      if (flags & 2) setRecord(it, key, value);
+      else if (it != data_.end()) eraseRecord(it);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Incr: {
@@ -243,8 +237,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (it != data_.end() && !parseInt64(it->value(), current)) return kv::replyStatus(Status::NotInteger);
       if (__builtin_add_overflow(current, delta, &sum)) return kv::replyStatus(Status::NotInteger);
       std::string value = std::to_string(sum);
-      if (it == data_.end()) data_.emplace(key, value);
-      else it->setValue(value);
+      setRecord(it, key, value);
       std::string out = kv::replyStatus(Status::Ok);
       putBytes(out, value);
       return out;
@@ -253,10 +246,10 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       std::string_view suffix;
       if (!r.bytes(key) || !r.bytes(suffix) || !r.done()) break;
       auto it = data_.find(key);
-      if (it == data_.end()) it = data_.emplace(key, std::string_view()).first;
-      it->setValue(std::string(it->value()) + std::string(suffix));
+      std::string value = it == data_.end() ? std::string(suffix) : std::string(it->value()) + std::string(suffix);
+      setRecord(it, key, value);
       std::string out = kv::replyStatus(Status::Ok);
-      putVarint(out, it->value().size());
+      putVarint(out, value.size());
       return out;
     }
     case Op::GetSet: {
@@ -264,14 +257,9 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
       std::string out = kv::replyStatus(Status::Ok);
       auto it = data_.find(key);
-      if (it == data_.end()) {
-        out.push_back(0);
-        data_.emplace(key, value);
-      } else {
-        out.push_back(1);
-        putBytes(out, it->value());
-        it->setValue(value);
-      }
+      out.push_back(it == data_.end() ? 0 : 1);
+      if (it != data_.end()) putBytes(out, it->value());
+      setRecord(it, key, value);
       return out;
     }
     case Op::PutMany: {
@@ -282,11 +270,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       bool good = true;
       for (auto& [k, v] : pairs) good = good && r.bytes(k) && r.bytes(v);
       if (!good || !r.done()) break;
-      for (auto& [k, v] : pairs) {
-        auto it = data_.find(k);
-        if (it == data_.end()) data_.emplace(k, v);
-        else it->setValue(v);
-      }
+      for (auto& [k, v] : pairs) setRecord(data_.find(k), k, v);
       return kv::replyStatus(Status::Ok);
     }
     case Op::DeleteMany: {
@@ -300,7 +284,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       for (auto k : keys) {
         auto it = data_.find(k);
         if (it != data_.end()) {
-          data_.erase(it);
+          eraseRecord(it);
           ++deleted;
         }
       }
@@ -320,8 +304,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
         if (present) putBytes(out, it->value());
         return out;
       }
-      if (present) it->setValue(value);
-      else data_.emplace(key, value);
+      setRecord(it, key, value);
       return kv::replyStatus(Status::Ok);
     }
     default:
@@ -391,31 +374,124 @@ std::string KvStateMachine::query(std::string_view request) const {
   return kv::replyStatus(Status::BadRequest);
 }
 
-void KvStateMachine::snapshot(SnapshotSink& sink) const {
-  ChunkWriter w(sink, options_.snapshotChunkBytes);
-  std::string& b = w.buf();
-  b.append(kMagic);
-  putU64(b, clock_);
-  putVarint(b, sessions_.size());
-  for (const auto& [id, s] : sessions_) {
-    putVarint(b, id);
-    putVarint(b, s.lastActive);
-    putVarint(b, s.ack);
-    putVarint(b, s.replies.size());
-    for (const auto& [seq, reply] : s.replies) {
-      putVarint(b, seq);
-      putBytes(b, reply);
-      w.maybeFlush();
+// Writes the snapshot of the state as it was when it was made. The records go in key order;
+// `next_` is the first record of data_ past the last one written. A record about to change (or
+// appear, or go) past that point first leaves its value of then (or its absence) in `before_`,
+// and the writing takes from `before_` what it holds: the merge of the two, in key order, is
+// the state at the start. Every record written counts down the number the snapshot announced.
+class KvStateMachine::Snapshotter final : public SnapshotJob {
+ public:
+  Snapshotter(const KvStateMachine& sm, SnapshotSink& sink)
+      : sm_(sm), w_(sink, sm.options_.snapshotChunkBytes), next_(sm.data_.begin()) {
+    if (sm_.snapshotter_) throw std::logic_error("KvStateMachine: a snapshot is already under way");
+    std::string& b = w_.buf();
+    b.append(kMagic);
+    putU64(b, sm_.clock_);
+    putVarint(b, sm_.sessions_.size());
+    for (const auto& [id, s] : sm_.sessions_) {
+      putVarint(b, id);
+      putVarint(b, s.lastActive);
+      putVarint(b, s.ack);
+      putVarint(b, s.replies.size());
+      for (const auto& [seq, reply] : s.replies) {
+        putVarint(b, seq);
+        putBytes(b, reply);
+        w_.maybeFlush();
+      }
+      w_.maybeFlush();
     }
-    w.maybeFlush();
+    left_ = sm_.data_.size();
+    putVarint(b, left_);
+    sm_.snapshotter_ = this;
   }
-  putVarint(b, data_.size());
-  for (const auto& r : data_) {
-    putBytes(b, r.key());
-    putBytes(b, r.value());
-    w.maybeFlush();
+  ~Snapshotter() override {
+    if (sm_.snapshotter_ == this) sm_.snapshotter_ = nullptr;
   }
-  w.finish();
+
+  bool step(size_t budgetBytes) override {
+    if (done_) return true;
+    std::string& b = w_.buf();
+    size_t wrote = 0;
+    while (wrote < budgetBytes) {
+      auto bt = before_.begin();
+      bool tree = next_ != sm_.data_.end(), kept = bt != before_.end();
+      if (!tree && !kept) break;
+      size_t at = b.size();
+      if (kept && (!tree || std::string_view(bt->first) <= next_->key())) {
+        if (tree && bt->first == next_->key()) ++next_;  // changed since: its value of then
+        if (bt->second) put(b, bt->first, *bt->second);
+        last_ = bt->first;
+        before_.erase(bt);
+      } else {
+        put(b, next_->key(), next_->value());
+        last_ = next_->key();
+        ++next_;
+      }
+      started_ = true;
+      wrote += b.size() - at;
+      w_.maybeFlush();
+    }
+    if (next_ != sm_.data_.end() || !before_.empty()) return false;
+    if (left_ != 0) throw std::logic_error("KvStateMachine: a snapshot wrote fewer records than it announced");
+    w_.finish();
+    done_ = true;
+    sm_.snapshotter_ = nullptr;
+    return true;
+  }
+
+  // `key` is about to change: keep its value of the start if the job has not written it yet.
+  void changing(std::string_view key) {
+    if (started_ && key <= std::string_view(last_)) return;
+    if (before_.find(key) != before_.end()) return;
+    auto it = sm_.data_.find(key);
+    before_.emplace(std::string(key), it == sm_.data_.end() ? std::nullopt : std::optional<std::string>(it->value()));
+  }
+  // `it` is about to be erased (after changing()).
+  void erasing(Records::const_iterator it) {
+    if (it == next_) ++next_;
+  }
+
+ private:
+  void put(std::string& b, std::string_view key, std::string_view value) {
+    if (left_ == 0) throw std::logic_error("KvStateMachine: a snapshot wrote more records than it announced");
+    --left_;
+    putBytes(b, key);
+    putBytes(b, value);
+  }
+
+  const KvStateMachine& sm_;
+  ChunkWriter w_;
+  Records::const_iterator next_;
+  std::map<std::string, std::optional<std::string>, std::less<>> before_;
+  std::string last_;  // the last key written, once started_
+  bool started_ = false, done_ = false;
+  uint64_t left_ = 0;
+};
+
+void KvStateMachine::snapshot(SnapshotSink& sink) const {
+  Snapshotter(*this, sink).step(SIZE_MAX);
+}
+
+std::unique_ptr<SnapshotJob> KvStateMachine::beginSnapshot(SnapshotSink& sink) {
+  return std::make_unique<Snapshotter>(*this, sink);
+}
+
+void KvStateMachine::setRecord(Records::iterator it, std::string_view key, std::string_view value) {
+  if (snapshotter_) snapshotter_->changing(key);
+  if (it == data_.end()) data_.emplace(key, value);
+  else it->setValue(value);
+}
+
+void KvStateMachine::eraseRecord(Records::iterator it) {
+  if (snapshotter_) {
+    snapshotter_->changing(it->key());
+    snapshotter_->erasing(it);
+  }
+  data_.erase(it);
+}
+
+void KvStateMachine::noRestoreDuringSnapshot() const {
+  if (snapshotter_) throw std::logic_error("KvStateMachine: restore while a snapshot is under way");
 }
 
 bool KvStateMachine::restore(std::string_view snapshot) {
@@ -457,6 +533,7 @@ bool KvStateMachine::restore(std::string_view snapshot) {
     data.emplace_hint(data.end(), k, v);
   }
   if (!r.done()) return false;
+  noRestoreDuringSnapshot();
   clock_ = clock;
   sessions_ = std::move(sessions);
   byActivity_ = std::move(byActivity);
@@ -516,6 +593,7 @@ class KvRestore final : public SnapshotRestore {
 
   void apply() override {
     if (!finished_ || applied_) throw std::logic_error("SnapshotRestore::apply: not a finished, checked snapshot");
+    sm_.noRestoreDuringSnapshot();
     applied_ = true;
     sm_.clock_ = clock_;
     sm_.sessions_ = std::move(sessions_);

@@ -89,6 +89,16 @@ TaskErrors taskErrors;
 
 }  // namespace
 
+struct Node::SnapshotInProgress {
+  SnapshotInProgress(SnapshotMeta m, size_t expectedBytes, std::chrono::steady_clock::time_point t)
+      : meta(std::move(m)), sink(expectedBytes), started(t) {}
+  SnapshotMeta meta;
+  ChunkSink sink;
+  std::unique_ptr<SnapshotJob> job;  // writes into `sink`
+  std::chrono::steady_clock::time_point started;
+  uint64_t slices = 0;
+};
+
 Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, CommandStamper stamper)
     : options_(options),
       io_(io),
@@ -255,6 +265,7 @@ void Node::process() {
   for (const Message& m : rd.messages) send(m);
   bool wrote = false;
   if (rd.snapshot) {
+    snapshotting_ = nullptr;  // of the state the leader's snapshot replaces
     log_->installSnapshot(*rd.snapshot);
     const SnapshotMeta& meta = rd.snapshot->meta;
     if (received_.restore && received_.index == meta.index && received_.term == meta.term) {
@@ -396,6 +407,8 @@ void Node::serveReads() {
 }
 
 void Node::maybeCompact(bool force) {
+  if (force) snapshotting_ = nullptr;  // `keel snapshot`: one of the state as it is now
+  if (snapshotting_) return;
   SnapshotMeta meta = core_->snapshotMeta();
   Index have = log_->snapshotMeta().index;
   if (meta.index <= have) return;
@@ -407,19 +420,47 @@ void Node::maybeCompact(bool force) {
     if (double(appliedBytes_) < options_.snapshotLogRatio * double(snapshotBytes_)) return;
   }
   if (meta.index.value != applied_) return;  // the state machine must be exactly at meta.index
-  // The state grew by at most about what was applied since the last snapshot.
   auto started = std::chrono::steady_clock::now();
-  ChunkSink sink(size_t(snapshotBytes_ + appliedBytes_ + (1 << 20)));
-  sm_.snapshot(sink);
-  Snapshot snap{meta, sink.take()};
+  // The state grew by at most about what was applied since the last snapshot.
+  auto s = std::make_unique<SnapshotInProgress>(meta, size_t(snapshotBytes_ + appliedBytes_ + (1 << 20)), started);
+  appliedBytes_ = 0;  // from now on: what the next snapshot will have to outgrow
+  if (!force) s->job = sm_.beginSnapshot(s->sink);
+  if (!s->job) {
+    sm_.snapshot(s->sink);
+    finishSnapshot(Snapshot{meta, s->sink.take()}, started, 1);
+    return;
+  }
+  snapshotting_ = std::move(s);
+  ++snapshotJobs_;
+  continueSnapshot();
+}
+
+void Node::continueSnapshot() {
+  // About 1 ms of work per slice here (a large state costs some 5 ms per MiB, most of it
+  // cache misses in the machine's tree).
+  constexpr size_t kSliceBytes = 256 << 10;
+  SnapshotInProgress& s = *snapshotting_;
+  ++s.slices;
+  if (!s.job->step(kSliceBytes)) {
+    // The next slice once the loop has looked at its sockets again (a timer fires only then).
+    tasks_->add(timer_.afterDelay(0 * kj::MILLISECONDS).then([this, job = snapshotJobs_]() {
+      if (snapshotting_ && job == snapshotJobs_ && !stopping_) continueSnapshot();
+    }));
+    return;
+  }
+  std::unique_ptr<SnapshotInProgress> done = std::move(snapshotting_);
+  done->job = nullptr;
+  finishSnapshot(Snapshot{done->meta, done->sink.take()}, done->started, done->slices);
+}
+
+void Node::finishSnapshot(Snapshot snap, std::chrono::steady_clock::time_point started, uint64_t slices) {
   log_->compact(snap);
-  appliedBytes_ = 0;
   snapshotBytes_ = snap.data.size();
   releaseFreeMemory();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  log("snapshot at " + toString(meta.index) + " (" + std::to_string(snap.data.size()) + " bytes, " +
-      std::to_string(ms.count()) + " ms); log now " + toString(log_->firstIndex()) + ".." +
-      toString(log_->lastIndex()));
+  log("snapshot at " + toString(snap.meta.index) + " (" + std::to_string(snap.data.size()) + " bytes, " +
+      std::to_string(ms.count()) + " ms in " + std::to_string(slices) + (slices == 1 ? " slice" : " slices") +
+      "); log now " + toString(log_->firstIndex()) + ".." + toString(log_->lastIndex()));
 }
 
 void Node::releaseFreeMemory() {

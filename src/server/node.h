@@ -118,6 +118,11 @@ class Node final {
   void applyCommitted(std::span<const Entry> committed);
   void serveReads();
   void maybeCompact(bool force);
+  // A snapshot written a slice at a time (StateMachine::beginSnapshot): one slice per pass of
+  // the event loop, so that requests are served in between.
+  struct SnapshotInProgress;
+  void continueSnapshot();
+  void finishSnapshot(Snapshot snap, std::chrono::steady_clock::time_point started, uint64_t slices);
   void releaseFreeMemory();
   kj::Promise<void> tickLoop();
   // Lease reads: a leader's ticks must keep up with its clock (include/keel/config.h), so one
@@ -223,6 +228,8 @@ class Node final {
   // and that snapshot's size.
   uint64_t appliedBytes_ = 0;
   uint64_t snapshotBytes_ = 0;
+  std::unique_ptr<SnapshotInProgress> snapshotting_;  // abandoned when a snapshot is installed
+  uint64_t snapshotJobs_ = 0;                          // tells a stale continuation from the job's
   uint64_t readsServed_ = 0;
   uint64_t ticks_ = 0;
   uint64_t syncs_ = 0;

@@ -196,17 +196,21 @@ void Simulation::nemesis() {
     }
     case kSnapshots: {
       Node& n = node(1 + rng_.below(total));
-      if (!n.up() || n.syncing || n.paused || n.smApplied != n.core->appliedIndex() ||
+      if (!n.up() || n.syncing || n.paused || n.compacting || n.smApplied != n.core->appliedIndex() ||
           n.smApplied < n.log->firstIndex())
         break;
-      Snapshot s;
-      s.meta = n.core->snapshotMeta();
-      s.data = Bytes(snapshotOf(n.sm, kvOptions_.snapshotChunkBytes));
-      n.log->compact(s);
-      res_.compactions++;
-      Trace t(Trace::Compact);
-      t.index = s.meta.index.value;
-      trace(n, std::move(t));
+      if (rng_.chance(0.5)) {
+        // Sliced, as keel-server does: the node applies entries between the slices.
+        auto c = std::make_unique<Compaction>();
+        c->meta = n.core->snapshotMeta();
+        c->expected = snapshotOf(n.sm, kvOptions_.snapshotChunkBytes);
+        c->sink = std::make_unique<StringSink>(kvOptions_.snapshotChunkBytes);
+        c->job = n.sm.beginSnapshot(*c->sink);
+        n.compacting = std::move(c);
+        compactStep(n);
+        break;
+      }
+      compact(n, Snapshot{n.core->snapshotMeta(), Bytes(snapshotOf(n.sm, kvOptions_.snapshotChunkBytes))});
       break;
     }
   }

@@ -81,6 +81,30 @@ inline std::string render(const Trace& t) {
   return o.str();
 }
 
+// Collects the chunks of KvStateMachine::snapshot.
+class StringSink final : public SnapshotSink {
+ public:
+  explicit StringSink(size_t chunkBytes) : max_(chunkBytes) {}
+  std::string out;
+  void write(std::string_view chunk) override {
+    // ChunkWriter flushes once a chunk reaches the size: the last record may overshoot it.
+    if (chunk.size() > max_ + 4096) throw std::logic_error("keel-sim: a snapshot chunk far over snapshotChunkBytes");
+    out.append(chunk);
+  }
+
+ private:
+  size_t max_;
+};
+
+// A compaction written a slice at a time (KvStateMachine::beginSnapshot) while the node goes on
+// applying entries; abandoned when the node crashes or installs a snapshot.
+struct Compaction {
+  SnapshotMeta meta;
+  std::string expected;  // snapshot() of the state when it began: what the slices must add up to
+  std::unique_ptr<StringSink> sink;
+  std::unique_ptr<SnapshotJob> job;  // writes into *sink
+};
+
 struct Node {
   NodeId id;
   Config config;
@@ -103,6 +127,7 @@ struct Node {
   Term lastTerm;
   std::vector<Trace> trace;          // ring
   size_t traceNext = 0;
+  std::unique_ptr<Compaction> compacting;  // a sliced compaction under way
   bool up() const { return core != nullptr; }
 };
 
@@ -147,6 +172,7 @@ struct Event {
   enum Kind : uint8_t {
     Tick, Deliver, SyncDone, ClientTimer, Nemesis, Restart, Resume, DiskNormal, Heal, CrashNow,
     SnapshotReport,  // the transport tells the sender how a snapshot's transfer ended (msg, delivered)
+    CompactStep,     // the next slice of a node's sliced compaction
   };
   int64_t time;
   uint64_t seq;
@@ -158,21 +184,6 @@ struct Event {
 };
 struct Later {
   bool operator()(const Event& a, const Event& b) const { return a.time != b.time ? a.time > b.time : a.seq > b.seq; }
-};
-
-// Collects the chunks of KvStateMachine::snapshot.
-class StringSink final : public SnapshotSink {
- public:
-  explicit StringSink(size_t chunkBytes) : max_(chunkBytes) {}
-  std::string out;
-  void write(std::string_view chunk) override {
-    // ChunkWriter flushes once a chunk reaches the size: the last record may overshoot it.
-    if (chunk.size() > max_ + 4096) throw std::logic_error("keel-sim: a snapshot chunk far over snapshotChunkBytes");
-    out.append(chunk);
-  }
-
- private:
-  size_t max_;
 };
 
 inline std::string snapshotOf(const KvStateMachine& sm, size_t chunkBytes) {
@@ -210,6 +221,9 @@ class Simulation {
   void send(const Message& m);
   // A snapshot message arrived (or was lost): its sender hears of it a moment later.
   void reportSnapshot(const Message& m, bool delivered);
+  // Stores a finished snapshot of `n` in its log and drops what it covers.
+  void compact(Node& n, Snapshot s);
+  void compactStep(Node& n);
   void trace(Node& n, Trace t);
   uint64_t clockMs(const Node& n) const { return uint64_t(std::max<int64_t>(0, now_ / kMs + n.clockSkewMs)); }
   void traceRole(Node& n);

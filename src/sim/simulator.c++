@@ -155,6 +155,7 @@ void Simulation::crash(Node& n) {
   if (!n.up()) return;
   res_.crashes++;
   n.core.reset();
+  n.compacting.reset();
   bool tear = (o_.faults & kTornWrites) && rng_.chance(0.5);
   n.log->crash([&](size_t units) -> size_t { return tear ? size_t(rng_.below(units + 1)) : 0; });
   n.epoch++;
@@ -247,6 +248,7 @@ void Simulation::finishReady(Node& n) {
   for (const Message& m : rd.messagesAfterPersist) send(m);
   if (rd.snapshot) {
     const Snapshot& s = *rd.snapshot;
+    n.compacting.reset();  // of the state this snapshot replaces
     n.sm = KvStateMachine(kvOptions_);
     if (!s.data.empty() && !n.sm.restore(s.data.view())) throw std::logic_error("keel-sim: a snapshot did not restore");
     n.smApplied = s.meta.index;
@@ -410,6 +412,31 @@ void Simulation::deliver(Message& m) {
   n.core->step(m);
   reportSnapshot(m, true);
   processReadies(n);
+}
+
+void Simulation::compact(Node& n, Snapshot s) {
+  n.log->compact(s);
+  res_.compactions++;
+  Trace t(Trace::Compact);
+  t.index = s.meta.index.value;
+  trace(n, std::move(t));
+}
+
+void Simulation::compactStep(Node& n) {
+  Compaction& c = *n.compacting;
+  // A paused node does nothing; the log takes the snapshot between Readies, as the nemesis's
+  // own compactions do.
+  if (n.paused || !c.job->step(size_t(rng_.range(1, 64))) || n.syncing) {
+    schedule(now_ + rng_.range(100'000, 10 * kMs), Event::CompactStep, n.id.value, n.epoch);
+    return;
+  }
+  std::unique_ptr<Compaction> done = std::move(n.compacting);
+  done->job.reset();
+  if (done->sink->out != done->expected)
+    throw SafetyViolation("n" + std::to_string(n.id.value) + ": a snapshot written in slices differs from the state at " +
+                          toString(done->meta.index) + ", when it began");
+  compact(n, Snapshot{done->meta, Bytes(done->sink->out)});
+  res_.slicedCompactions++;
 }
 
 void Simulation::reportSnapshot(const Message& m, bool delivered) {
@@ -714,6 +741,12 @@ void Simulation::dispatch(Event& e) {
       break;
     }
     case Event::Heal: healAll(); break;
+    case Event::CompactStep: {
+      Node& n = node(e.node);
+      if (e.epoch != n.epoch || !n.up() || !n.compacting) return;
+      compactStep(n);
+      break;
+    }
     case Event::SnapshotReport: {
       Node& n = node(e.node);
       if (e.epoch != n.epoch || !n.up() || n.paused) return;
@@ -732,6 +765,7 @@ void Simulation::checkReplicas() {
   std::map<uint64_t, std::pair<uint64_t, std::string>> byApplied;  // applied index -> (node, state)
   for (Node& n : nodes_) {
     if (!n.up()) continue;
+    n.compacting.reset();
     std::string state = snapshotOf(n.sm, kvOptions_.snapshotChunkBytes);
     auto [it, first] = byApplied.try_emplace(n.smApplied.value, n.id.value, state);
     if (!first && it->second.second != state)
@@ -879,7 +913,7 @@ std::string Result::summary() const {
     << " events=" << events << " time=" << fmtTime(simTime) << "s ops=" << opsOk << "/" << opsFail << "/" << opsInfo
     << " (ok/fail/info) committed=" << committed << " terms=" << terms << " crashes=" << crashes
     << " partitions=" << partitions << " membership=" << membershipChanges << " transfers=" << transfers
-    << " compactions=" << compactions << " installs=" << snapshotInstalls << " reports=" << snapshotReports
+    << " compactions=" << compactions << " (sliced " << slicedCompactions << ") installs=" << snapshotInstalls << " reports=" << snapshotReports
     << " sessions=" << registrations << " expired=" << sessionsExpired;
   return o.str();
 }

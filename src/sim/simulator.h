@@ -94,7 +94,7 @@ struct Result {
   uint64_t opsOk = 0, opsFail = 0, opsInfo = 0;
   uint64_t committed = 0, terms = 0;
   uint64_t crashes = 0, pauses = 0, partitions = 0, membershipChanges = 0, transfers = 0;
-  uint64_t compactions = 0, snapshotInstalls = 0, snapshotReports = 0;
+  uint64_t compactions = 0, slicedCompactions = 0, snapshotInstalls = 0, snapshotReports = 0;
   uint64_t registrations = 0;    // client sessions registered (through the log)
   uint64_t sessionsExpired = 0;  // writes answered SessionExpired (the client registers again)
   std::string summary() const;  // one line

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <regex>
 
 namespace keel::integration {
 namespace {
@@ -597,6 +598,31 @@ TEST(Cluster, ASnapshotWaitsForTheLogToOutgrowThePreviousOne) {
   auto got = c.get("k109");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got.value, value);
+}
+
+// A snapshot larger than a slice (256 KiB) is written a slice at a time while writes go on
+// (StateMachine::beginSnapshot); the node restarts from it with every write in place.
+TEST(Cluster, ALargeSnapshotIsWrittenInSlicesWhileWritesGoOn) {
+  ProcessCluster cluster(1, {"--snapshot-entries", "100", "--snapshot-log-ratio", "0"});
+  Client c(cluster.clientOptions());
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  auto value = [](int round, int i) { return std::string(2000, char('a' + round)) + std::to_string(i); };
+  for (int round = 0; round < 3; ++round)
+    for (int i = 0; i < 300; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), value(round, i)).ok());
+  std::string log = cluster.log(1);
+  int most = 0;
+  const std::regex slices("in ([0-9]+) slices");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), slices); it != std::sregex_iterator(); ++it)
+    most = std::max(most, std::stoi((*it)[1]));
+  EXPECT_GT(most, 1) << log;
+  cluster.terminate(1);
+  cluster.start(1);
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  for (int i = 0; i < 300; ++i) {
+    auto got = c.get("k" + std::to_string(i));
+    ASSERT_TRUE(got.ok());
+    ASSERT_EQ(got.value, value(2, i)) << i;
+  }
 }
 
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
