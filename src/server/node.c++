@@ -24,9 +24,6 @@ uint64_t wallMs() {
                       .count());
 }
 
-// Collects a state machine's snapshot chunks, then makes them one buffer with a single copy
-// (a growing string would hold up to twice the snapshot while it reallocates, and then be
-// copied again into the Bytes the log keeps).
 // Collects a snapshot in one buffer, allocated for the size it is expected to have: its bytes
 // are copied once, and pages of the allowance it does not use are never touched.
 struct ChunkSink final : SnapshotSink {
