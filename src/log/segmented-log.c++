@@ -183,8 +183,18 @@ void SegmentedLog::Impl::execute(Op& op) {
       } else {
         f = std::shared_ptr<File>(fs->open(tmp, true));
         f->truncate(0);
-        f->pwrite(op.data->data(), op.data->size(), 0);
-        if (op.payloadSize) f->pwrite(op.payload, op.payloadSize, op.data->size());
+        if (auto d = fs->openDirect(tmp)) {
+          // Past the page cache, as a received snapshot is: copying a large state into it cost
+          // this thread (and the appends queued behind it) more than the disk did.
+          DirectAppender a(std::move(d), 0);
+          a.append(op.data->data(), op.data->size());
+          if (op.payloadSize) a.append(op.payload, op.payloadSize);
+          a.finish();
+          f->truncate(a.end());  // the padding of the last block goes
+        } else {
+          f->pwrite(op.data->data(), op.data->size(), 0);
+          if (op.payloadSize) f->pwrite(op.payload, op.payloadSize, op.data->size());
+        }
       }
       f->sync();
       fs->rename(tmp, path("snapshot"));

@@ -664,7 +664,10 @@ RunResult Run::go() {
   ServerConfig sc;
   sc.serverPath = args_.server;
   sc.outDir = out_;
-  sc.extraFlags = {"--snapshot-entries", "2000", "--request-timeout-ms", "2000", "--read-mode", args_.readMode};
+  // A snapshot every 2000 entries, whatever the state's size (--snapshot-log-ratio 0): faults
+  // meet snapshots and their transfers often.
+  sc.extraFlags = {"--snapshot-entries", "2000", "--snapshot-log-ratio", "0", "--request-timeout-ms", "2000",
+                   "--read-mode", args_.readMode};
   if (args_.control == "ack-before-persist") {
     // No compaction: a snapshot written ahead of the lazily written entries would only make
     // the damaged node refuse to start, which is not what this control is about.
