@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0
-args_given="$*"
+args_given=$(printf "%q " "$@"); args_given=${args_given% }
 pos=()
 while [ $# -gt 0 ]; do
   case "$1" in
