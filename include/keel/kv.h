@@ -276,7 +276,9 @@ class KvStateMachine final : public StateMachine {
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<uint64_t, uint64_t>> byActivity_;  // (lastActive, client)
   uint64_t clock_ = 0;
-  mutable Snapshotter* snapshotter_ = nullptr;  // the snapshot under way (snapshot() too)
+  // The snapshot under way (snapshot() too). Assigning to a machine while one is under way is
+  // a logic error, as restoring it is.
+  mutable Snapshotter* snapshotter_ = nullptr;
 };
 
 }  // namespace keel

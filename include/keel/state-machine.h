@@ -43,8 +43,9 @@ class SnapshotRestore {
 class SnapshotJob {
  public:
   virtual ~SnapshotJob() = default;
-  // Writes about `budgetBytes` more to the sink (at least one record); true once the whole
-  // snapshot has been written, after which step() does nothing.
+  // Writes about `budgetBytes` more to the sink (at least one record, if any is left, when
+  // budgetBytes > 0); true once the whole snapshot has been written, after which step() does
+  // nothing.
   virtual bool step(size_t budgetBytes) = 0;
 };
 
