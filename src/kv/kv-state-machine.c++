@@ -439,11 +439,11 @@ class KvStateMachine::Snapshotter final : public SnapshotJob {
     return true;
   }
 
-  // `key` is about to change: keep its value of the start if the job has not written it yet.
-  void changing(std::string_view key) {
+  // `key` (whose record is `it`, data_.end() when absent) is about to change: keep its value of
+  // the start if the job has not written it yet.
+  void changing(std::string_view key, Records::const_iterator it) {
     if (started_ && key <= std::string_view(last_)) return;
     if (before_.find(key) != before_.end()) return;
-    auto it = sm_.data_.find(key);
     before_.emplace(std::string(key), it == sm_.data_.end() ? std::nullopt : std::optional<std::string>(it->value()));
   }
   // `it` is about to be erased (after changing()).
@@ -477,14 +477,14 @@ std::unique_ptr<SnapshotJob> KvStateMachine::beginSnapshot(SnapshotSink& sink) {
 }
 
 void KvStateMachine::setRecord(Records::iterator it, std::string_view key, std::string_view value) {
-  if (snapshotter_) snapshotter_->changing(key);
+  if (snapshotter_) snapshotter_->changing(key, it);
   if (it == data_.end()) data_.emplace(key, value);
   else it->setValue(value);
 }
 
 void KvStateMachine::eraseRecord(Records::iterator it) {
   if (snapshotter_) {
-    snapshotter_->changing(it->key());
+    snapshotter_->changing(it->key(), it);
     snapshotter_->erasing(it);
   }
   data_.erase(it);

@@ -406,16 +406,18 @@ void Node::serveReads() {
 void Node::maybeCompact(bool force) {
   if (force) snapshotting_ = nullptr;  // `keel snapshot`: one of the state as it is now
   if (snapshotting_) return;
-  SnapshotMeta meta = core_->snapshotMeta();
-  Index have = log_->snapshotMeta().index;
-  if (meta.index <= have) return;
+  // Called after every Ready: the counters decide before any metadata (and its membership) is
+  // copied.
+  uint64_t have = log_->firstIndex().value - 1;  // the index of the log's snapshot
+  if (applied_ <= have) return;
   if (!force) {
-    if (meta.index - have < options_.snapshotEntries) return;
+    if (applied_ - have < options_.snapshotEntries) return;
     // diss. §5.1: snapshotting costs the whole state each time, so wait until the log since the
     // last snapshot is a multiple of that snapshot's size; the cost per entry applied then
     // stays bounded however large the state grows.
     if (double(appliedBytes_) < options_.snapshotLogRatio * double(snapshotBytes_)) return;
   }
+  SnapshotMeta meta = core_->snapshotMeta();
   if (meta.index.value != applied_) return;  // the state machine must be exactly at meta.index
   auto started = std::chrono::steady_clock::now();
   // The state grew by at most about what was applied since the last snapshot.
