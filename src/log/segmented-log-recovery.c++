@@ -118,6 +118,11 @@ void SegmentedLog::Impl::open() {
     segments.push_back(s);
   }
   report.entries = index.size();
+  // The commit index is a hint (Raft paper, Figure 2: commitIndex is volatile state), written
+  // without a sync and apart from the entries: a process killed between the two writes, or a
+  // machine that lost unsynced pages, can leave it past the entries that survived. Those were
+  // committed by the cluster, which sends them again; the node starts from what it holds.
+  if (hs.commit.value > lastIdx()) hs.commit = Index{lastIdx()};
   // What was read back may be in the page cache only (the process, not the machine, died):
   // make it durable before anyone acts on it.
   if (!segments.empty()) segments.back()->file->sync();

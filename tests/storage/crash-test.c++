@@ -145,6 +145,8 @@ std::string check(const SegmentedLog& log, const Workload& w, uint64_t ackSeq) {
   const State& acked = w.states[ack];
   HardState hs = log.hardState();
   if (hs.term < acked.hs.term) return "term went back to " + toString(hs.term);
+  // A node starts from this state: its commit index must lie within what it holds.
+  if (hs.commit > log.lastIndex()) return "commit " + toString(hs.commit) + " past the last entry " + toString(log.lastIndex());
   bool hsOk = false;
   for (size_t c = ack; c < w.states.size() && !hsOk; ++c)
     hsOk = w.states[c].hs.term == hs.term && w.states[c].hs.vote == hs.vote;
