@@ -75,8 +75,14 @@ struct Origin {
 }
 
 interface Peer {
-  # Delivers messages (responses go back as calls the other way). Empty `refusal`: accepted.
-  deliver @0 (origin :Origin, messages :List(Message)) -> (refusal :Text);
+  # Delivers messages. Empty `refusal`: accepted. A caller that sets `repliesInReturn` takes
+  # messages back in the return: the receiver may hold the return a while (until its next
+  # messages for the caller are ready, its write in progress is durable, or a tick has passed)
+  # and put its messages for the caller in `messages`, instead of calling the caller on its
+  # own connection. A caller that leaves it false (or does not know it) gets the return at
+  # once, with no messages, and receives the receiver's messages as calls.
+  deliver @0 (origin :Origin, messages :List(Message), repliesInReturn :Bool)
+      -> (refusal :Text, messages :List(Message));
 
   # §7 InstallSnapshot, streamed: the receiver collects the chunks, then steps `message` (a
   # snapshot message) with the assembled data.

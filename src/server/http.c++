@@ -109,6 +109,10 @@ std::string Node::metricsText() {
         core_->hasLease() ? 1 : 0);
   counter("keel_refused_peer_calls_total", "Peer calls refused (wrong cluster, unknown node).",
           double(refusedPeers_));
+  o << "# HELP keel_peer_messages_sent_total Raft messages sent to peers, in our calls or in the returns of theirs.\n"
+       "# TYPE keel_peer_messages_sent_total counter\n"
+    << "keel_peer_messages_sent_total{path=\"call\"} " << messagesInCalls_ << "\n"
+    << "keel_peer_messages_sent_total{path=\"return\"} " << messagesInReturns_ << "\n";
   o << "# HELP keel_fsync_seconds Latency of a log sync (group commit).\n# TYPE keel_fsync_seconds histogram\n";
   uint64_t cum = 0;
   for (size_t i = 0; i < fsyncBuckets_.size(); ++i) {

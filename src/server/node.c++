@@ -355,6 +355,7 @@ void Node::finishReady() {
   maybeCompact(false);
   if (stopping_) return;
   kick();
+  releaseHeldSoon();  // a peer's call held for what this write would produce has had it
 }
 
 void Node::applyCommitted(std::span<const Entry> committed) {

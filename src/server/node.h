@@ -81,6 +81,9 @@ class Node final {
   // Incoming peer traffic: checks the origin; returns a refusal sentence or "".
   std::string checkOrigin(wire::Origin::Reader origin, const char* what, bool quiet = false);
   std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages);
+  // The return of a deliver call from `from` that asked for replies (repliesInReturn, accepted):
+  // resolves with this node's next messages for `from`, or with none (peers.c++).
+  kj::Promise<std::vector<Message>> holdReturn(NodeId from);
   // A snapshot fully received from a peer.
   // `restore`: the state machine's state parsed from it as it arrived (finished and checked),
   // or nullptr.
@@ -144,6 +147,12 @@ class Node final {
   Peer& peer(NodeId id);
   void send(const Message& m);
   void flush(Peer& p);
+  // Messages from a peer, in a call or in the return of ours: steps them (error: a refusal).
+  std::string stepFrom(NodeId from, capnp::List<wire::Message>::Reader messages);
+  // Returns of peers' calls held for replies: each is let go (empty) once this node has no
+  // write in progress whose completion could produce a reply, or after a tick.
+  void releaseHeldSoon();
+  void releaseHeld(bool all);
   void connect(Peer& p);
   // A peer waiting out its reconnect backoff is tried at once: it was just (re)added with an
   // address, or it called us, so it is up.
@@ -234,6 +243,9 @@ class Node final {
   uint64_t ticks_ = 0;
   uint64_t syncs_ = 0;
   uint64_t refusedPeers_ = 0;
+  uint64_t messagesInCalls_ = 0;    // messages sent to peers in our deliver calls
+  uint64_t messagesInReturns_ = 0;  // and in the returns of theirs
+  bool releaseScheduled_ = false;
   // --unsafe-test-ack-before-persist (tests only): ticks since start, the hard state not yet
   // handed to the log, and the lazy sync that writes both.
   uint64_t unsafeTestTicks_ = 0;
@@ -262,7 +274,13 @@ struct Node::Peer {
   uint64_t generation = 0;
   bool flushScheduled = false;
   bool snapshotInFlight = false;
-  uint64_t sent = 0;
+  // Returns of the peer's latest deliver calls that asked for replies (repliesInReturn), oldest
+  // first, held until this node has messages for the peer or nothing more to say (peers.c++).
+  struct Held {
+    kj::Own<kj::PromiseFulfiller<std::vector<Message>>> fulfiller;
+    kj::TimePoint since;
+  };
+  std::deque<Held> held;
 
   void release(kj::TaskSet& tasks) {
     // The RPC system may be on the stack (we can be inside one of its callbacks): destroy it

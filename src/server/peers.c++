@@ -1,6 +1,9 @@
-// keel: the peer transport. One outgoing Cap'n Proto connection per peer (messages to a peer
-// go as `deliver` calls on it; its answers come back as calls on its own connection to us),
-// reconnected with randomized exponential backoff; the accept loop for incoming connections.
+// keel: the peer transport. One outgoing Cap'n Proto connection per peer, reconnected with
+// randomized exponential backoff; the accept loop for incoming connections. Messages to a peer
+// go as `deliver` calls on our connection to it, or in the return of its latest call to us
+// (repliesInReturn): a follower's answer to a heartbeat or an append goes back in the return of
+// the call that brought it, so a round trip is one call and its return on one connection,
+// instead of a call each way on two, each with its return.
 #include "node.h"
 
 #include <keel/segmented-log.h>
@@ -15,6 +18,7 @@ namespace keel::server {
 
 namespace {
 constexpr uint32_t kMaxInflightCalls = 64;    // deliver calls in flight per peer
+constexpr size_t kMaxHeldReturns = 4;          // returns of a peer's calls held for replies
 constexpr size_t kMaxQueuedMessages = 4096;   // beyond this, the oldest are dropped
 constexpr uint32_t kBackoffMinMs = 50;
 constexpr uint32_t kBackoffMaxMs = 2000;
@@ -145,6 +149,7 @@ uint64_t Node::peerTimeoutMs() const {
 // in no one's --peers; without this, a leader elected after a learner was added (by another
 // leader) might never learn where the learner is, since a learner only talks to its leader.
 void Node::checkPeers() {
+  releaseHeld(false);
   kj::TimePoint now = timer_.now();
   for (auto& [id, pp] : peers_) {
     Peer& p = *pp;
@@ -180,6 +185,62 @@ void Node::introduce(Peer& p) {
   }
 }
 
+// Holding a return costs the caller one call in flight (of kMaxInflightCalls), so a node holds
+// at most kMaxHeldReturns per peer, the latest: a newer call lets the oldest go. A held return
+// is let go empty when this node has nothing more to say soon: at the end of an event-loop turn
+// in which no write of its own is in progress (a write in progress ends with the messages that
+// waited for it, finishReady), and in any case after a tick (checkPeers).
+kj::Promise<std::vector<Message>> Node::holdReturn(NodeId from) {
+  Peer& p = peer(from);
+  while (p.held.size() >= kMaxHeldReturns) {
+    p.held.front().fulfiller->fulfill({});
+    p.held.pop_front();
+  }
+  auto paf = kj::newPromiseAndFulfiller<std::vector<Message>>();
+  p.held.push_back({kj::mv(paf.fulfiller), timer_.now()});
+  if (!p.queue.empty()) flush(p);  // messages already waiting for a way out
+  releaseHeldSoon();
+  return kj::mv(paf.promise);
+}
+
+void Node::releaseHeldSoon() {
+  if (releaseScheduled_ || stopping_) return;
+  releaseScheduled_ = true;
+  // After every evalLater() of this turn: the Ready loop and the flushes it schedules.
+  tasks_->add(kj::evalLast([this]() {
+    releaseScheduled_ = false;
+    if (!syncing_) releaseHeld(true);
+  }));
+}
+
+void Node::releaseHeld(bool all) {
+  kj::TimePoint now = timer_.now();
+  for (auto& [id, pp] : peers_) {
+    auto& held = pp->held;
+    while (!held.empty() && (all || now - held.front().since >= options_.tickMs * kj::MILLISECONDS)) {
+      held.front().fulfiller->fulfill({});
+      held.pop_front();
+    }
+  }
+}
+
+namespace {
+// How many of the queued messages (at least one) one call or return carries: as many as fit in
+// half the message limit. Adds their size hint to `words`.
+size_t batchOf(const std::deque<Message>& queue, uint64_t maxMessageBytes, uint64_t& words) {
+  size_t n = 0;
+  uint64_t bytes = 0;
+  while (n < queue.size()) {
+    uint64_t b = wireBytes(queue[n]);
+    if (n > 0 && bytes + b > maxMessageBytes / 2) break;
+    bytes += b;
+    words += wireWords(queue[n]);
+    ++n;
+  }
+  return n;
+}
+}  // namespace
+
 void Node::send(const Message& m) {
   if (m.to == core_->id()) return;
   Peer& p = peer(m.to);
@@ -187,7 +248,7 @@ void Node::send(const Message& m) {
     sendSnapshot(p, m);
     return;
   }
-  if (p.state != Peer::State::Connected) return;  // dropped; the core retries
+  if (p.state != Peer::State::Connected && p.held.empty()) return;  // dropped; the core retries
   p.queue.push_back(m);
   while (p.queue.size() > kMaxQueuedMessages) p.queue.pop_front();
   if (!p.flushScheduled) {
@@ -200,34 +261,38 @@ void Node::send(const Message& m) {
 }
 
 void Node::flush(Peer& p) {
+  // The peer's calls waiting for their returns take the first batches.
+  while (!p.queue.empty() && !p.held.empty()) {
+    auto fulfiller = kj::mv(p.held.front().fulfiller);
+    p.held.pop_front();
+    if (!fulfiller->isWaiting()) continue;  // its call was cancelled (the connection is gone)
+    uint64_t words = 0;
+    size_t n = batchOf(p.queue, options_.maxMessageBytes, words);
+    std::vector<Message> batch(std::make_move_iterator(p.queue.begin()), std::make_move_iterator(p.queue.begin() + n));
+    p.queue.erase(p.queue.begin(), p.queue.begin() + n);
+    messagesInReturns_ += n;
+    fulfiller->fulfill(kj::mv(batch));
+  }
   while (!p.queue.empty() && p.inflight < kMaxInflightCalls && p.state == Peer::State::Connected) {
     KJ_IF_MAYBE(cap, p.cap) {
-      // One call carries as many queued messages as fit in half the message limit.
-      size_t n = 0;
-      uint64_t bytes = 0;
-      while (n < p.queue.size()) {
-        uint64_t b = 128;
-        for (const Entry& e : p.queue[n].entries) b += e.data.size() + 32;
-        if (n > 0 && bytes + b > options_.maxMessageBytes / 2) break;
-        bytes += b;
-        ++n;
-      }
-      // Sized for the entries and the per-message fields, so the first segment fits the call
-      // instead of starting at the default 1024 words (zero-filled) and growing.
-      auto req = cap->deliverRequest(capnp::MessageSize{bytes / 8 + n * 24 + 64, 0});
+      uint64_t words = 64;
+      size_t n = batchOf(p.queue, options_.maxMessageBytes, words);
+      auto req = cap->deliverRequest(capnp::MessageSize{words, 0});
       fillOrigin(req.initOrigin(), p);
+      req.setRepliesInReturn(true);
       auto list = req.initMessages(n);
       for (size_t i = 0; i < n; ++i) toWire(p.queue[i], list[i]);
       p.queue.erase(p.queue.begin(), p.queue.begin() + n);
       if (p.inflight++ == 0) p.lastAnswer = timer_.now();
       p.lastCall = timer_.now();
-      p.sent += n;
+      messagesInCalls_ += n;
       uint64_t gen = p.generation;
       tasks_->add(req.send().then(
           [this, &p, gen](capnp::Response<wire::Peer::DeliverResults>&& resp) {
             if (gen != p.generation) return;
             --p.inflight;
             p.lastAnswer = timer_.now();
+            if (resp.hasMessages() && !stopping_) stepFrom(p.id, resp.getMessages());
             if (resp.getRefusal().size() > 0) {
               auto now = std::chrono::steady_clock::now();
               auto& last = lastRefusalLog_[p.id];

@@ -89,9 +89,22 @@ class Service final : public wire::Node::Server {
 
   kj::Promise<void> deliver(DeliverContext context) override {
     auto params = context.getParams();
+    NodeId from{params.getOrigin().getFrom()};
+    bool replies = params.getRepliesInReturn();
     std::string refusal = node_.deliver(params.getOrigin(), params.getMessages());
-    if (!refusal.empty()) context.initResults(capnp::MessageSize{refusal.size() / 8 + 8, 0}).setRefusal(refusal);
-    return kj::READY_NOW;
+    if (!refusal.empty()) {
+      context.initResults(capnp::MessageSize{refusal.size() / 8 + 8, 0}).setRefusal(refusal);
+      return kj::READY_NOW;
+    }
+    if (!replies) return kj::READY_NOW;
+    context.releaseParams();
+    return node_.holdReturn(from).then([context](std::vector<Message> messages) mutable {
+      if (messages.empty()) return;
+      uint64_t words = 16;
+      for (const Message& m : messages) words += wireWords(m);
+      auto list = context.getResults(capnp::MessageSize{words, 0}).initMessages(uint32_t(messages.size()));
+      for (size_t i = 0; i < messages.size(); ++i) toWire(messages[i], list[i]);
+    });
   }
 
   kj::Promise<void> installSnapshot(InstallSnapshotContext context) override {
@@ -253,6 +266,11 @@ std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message
   std::string refusal = checkOrigin(origin, "messages", messages.size() == 0);
   if (!refusal.empty()) return refusal;
   NodeId from{origin.getFrom()};
+  return stepFrom(from, messages);
+}
+
+std::string Node::stepFrom(NodeId from, capnp::List<wire::Message>::Reader messages) {
+  if (messages.size() == 0) return "";
   catchUpTicks();  // lease reads: a forwarded read is answered from the lease, measured in ticks
   for (auto wm : messages) {
     Message m;

@@ -19,6 +19,17 @@ void toWire(const Message& m, wire::Message::Builder out);
 // Snapshot message is left unset (the caller attaches the assembled data).
 std::string fromWire(wire::Message::Reader in, Message& out);
 
+// About the bytes `m` takes on the wire, for batching messages into calls and sizing them.
+inline uint64_t wireBytes(const Message& m) {
+  uint64_t b = 128;
+  for (const Entry& e : m.entries) b += e.data.size() + 32;
+  return b;
+}
+// A size hint, in words, for a message list holding `m`: sized for the entries and the
+// per-message fields, so that the first segment fits instead of starting at the default 1024
+// words (zero-filled) and growing.
+inline uint64_t wireWords(const Message& m) { return wireBytes(m) / 8 + 24; }
+
 void toWire(const Membership& m, wire::Membership::Builder out);
 Membership fromWire(wire::Membership::Reader in);
 

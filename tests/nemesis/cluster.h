@@ -23,6 +23,8 @@
 // Not thread-safe: one thread (the nemesis thread, which is the main thread) drives it.
 #pragma once
 
+#include "http-get.h"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -34,12 +36,11 @@
 
 namespace keel::nemesis {
 
+using testing::httpGet;
+
 // Runs a shell command; returns its exit status (-1 if it could not run). Its output goes to
 // `out` when given, else is discarded.
 int shell(const std::string& command, std::string* out = nullptr);
-
-// GET http://<hostPort><path> with a deadline; the body, or nullopt on any failure.
-std::optional<std::string> httpGet(const std::string& hostPort, const std::string& path, int timeoutMs);
 
 // Removes every namespace and link whose name starts with `prefix` ("all": every name that
 // looks like a nemesis run's, kn + 4 hex digits), after killing the processes inside those
