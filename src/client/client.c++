@@ -256,7 +256,7 @@ struct Client::Impl {
   kj::Promise<void> backoff(uint32_t attempt) {
     uint64_t ms = std::min<uint64_t>(1000, 10ull << std::min<uint32_t>(attempt, 7));
     std::uniform_real_distribution<double> jitter(0.5, 1.5);
-    return timer->afterDelay(uint64_t(double(ms) * jitter(rng)) * kj::MILLISECONDS);
+    return after(uint64_t(double(ms) * jitter(rng)) * kj::MILLISECONDS);
   }
 
   // Sends through `send` to the leader (or any node), following redirects and retrying until
@@ -267,7 +267,7 @@ struct Client::Impl {
   kj::Promise<Outcome<std::string>> request(Sender send, bool idempotent, kj::TimePoint deadline,
                                             uint32_t attempt = 0, bool sent = false,
                                             std::shared_ptr<uint32_t> calls = nullptr) {
-    auto now = timer->now();
+    auto now = clockNow();
     if (now >= deadline) {
       // A session write retried as idempotent may have applied through any copy that went out.
       bool mayHaveApplied = sent || (calls && *calls > 0);
@@ -286,7 +286,7 @@ struct Client::Impl {
     };
     // The node answers by the deadline it was given; should it not (a connect that hangs, a call
     // lost with a connection that never reports the loss), the client does not wait past it.
-    auto giveUp = timer->afterDelay((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
+    auto giveUp = after((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
       Reply r;
       r.status = wire::Status::TIMEOUT;
       return r;
@@ -351,7 +351,13 @@ struct Client::Impl {
             });
   }
 
-  kj::TimePoint deadline() { return timer->now() + options.timeoutMs * kj::MILLISECONDS; }
+  // Deadlines and delays are measured on the monotonic clock itself. The timer's now() only
+  // moves when this thread's event loop waits: a synchronous caller that did something else
+  // for longer than its timeout between two calls would otherwise start the next one with a
+  // deadline already in the past.
+  static kj::TimePoint clockNow() { return kj::systemPreciseMonotonicClock().now(); }
+  kj::Promise<void> after(kj::Duration d) { return timer->atTime(clockNow() + d); }
+  kj::TimePoint deadline() { return clockNow() + options.timeoutMs * kj::MILLISECONDS; }
 
   static Sender proposer(std::string command) {
     return [command = std::move(command)](Conn& conn, uint32_t ms) {

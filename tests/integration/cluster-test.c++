@@ -147,6 +147,24 @@ TEST(Client, ANodeThatNeverAnswersTimesOutTheCall) {
   EXPECT_FALSE(held.empty());
 }
 
+// A synchronous caller may do other things between calls: a client whose thread was away for
+// longer than its timeout (and the second of grace it gives a node to answer) still gets the
+// whole timeout for its next call (its deadlines are
+// measured on the clock, not on the event loop's time, which stands still while it is away).
+TEST(Client, ACallAfterAnIdleSpellLongerThanTheTimeoutGetsItsWholeTimeout) {
+  ProcessCluster cluster(3);
+  Client c(cluster.clientOptions(1000));
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  ASSERT_TRUE(c.put("a", "1").ok());
+  std::this_thread::sleep_for(2500ms);
+  auto put = c.put("a", "2");
+  EXPECT_TRUE(put.ok()) << put.detail;
+  std::this_thread::sleep_for(2500ms);
+  auto got = c.get("a");
+  EXPECT_TRUE(got.ok()) << got.detail;
+  EXPECT_EQ(got.value, "2");
+}
+
 TEST(Cluster, KillingTheLeaderLosesNoAcknowledgedWriteAndTheNodeCatchesUp) {
   ProcessCluster cluster(3);
   Client c(cluster.clientOptions(3000));
