@@ -10,7 +10,8 @@
 #   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
 #                   [--server-flags "FLAGS"] [--write-docs]
 #
-# --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair.
+# --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair (and
+# this C and preload, other than 64 and 0).
 # NEW defaults to the working tree's HEAD. Both sides are loaded by their own `keel`, so a
 # change to the client library counts; pass --connections the same for both (an old `keel`
 # without --connections needs --connections 0). Ports 29100-29130.
@@ -127,7 +128,11 @@ if [ "$write_docs" = 1 ]; then
   . scripts/doc-section.sh
   nb=$(git rev-parse --short "$base") nn=$(git rev-parse --short "$new")
   subjects=$(git log --first-parent -n 20 --format='%h %s' "$nb..$nn")
-  keel_write_doc_section docs/benchmarks.md "ab-$nb-$nn" "$(printf '### A/B %s -> %s (W4, C=%s)\n\nCommand: `bench/ab-e2e.sh %s` (%s %s UTC, %s cores, load average %s at the end).\nThe commits between them:\n\n```\n%s\n```\n\n```\n%s```' \
+  # One section per pair and load: runs at several C (or preloads) keep their own.
+  key="ab-$nb-$nn"
+  if [ "$clients" != 64 ] || [ "$preload" != 0 ]; then key="$key-c$clients"; fi
+  if [ "$preload" != 0 ]; then key="$key-p$preload"; fi
+  keel_write_doc_section docs/benchmarks.md "$key" "$(printf '### A/B %s -> %s (W4, C=%s)\n\nCommand: `bench/ab-e2e.sh %s` (%s %s UTC, %s cores, load average %s at the end).\nThe commits between them:\n\n```\n%s\n```\n\n```\n%s```' \
     "$nb" "$nn" "$clients" "$args_given" "$(date -u +%Y-%m-%d)" "$(date -u +%H:%M)" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" "$subjects" "$results")"
   echo "wrote docs/benchmarks.md" >&2
 fi
