@@ -76,11 +76,11 @@ struct Origin {
 
 interface Peer {
   # Delivers messages. Empty `refusal`: accepted. A caller that sets `repliesInReturn` takes
-  # messages back in the return: the receiver may hold the return a while (until its next
-  # messages for the caller are ready, its write in progress is durable, or a tick has passed)
-  # and put its messages for the caller in `messages`, instead of calling the caller on its
-  # own connection. A caller that leaves it false (or does not know it) gets the return at
-  # once, with no messages, and receives the receiver's messages as calls.
+  # answers back in the return: when the call brings a request, the receiver may hold the
+  # return a while (until it has answers for the caller, its write in progress is durable, or
+  # about two ticks have passed) and put its answers (responses) to the caller in `messages`,
+  # instead of calling the caller on its own connection. A caller that leaves it false (or
+  # does not know it) gets the return at once, with no messages, and the answers as calls.
   deliver @0 (origin :Origin, messages :List(Message), repliesInReturn :Bool)
       -> (refusal :Text, messages :List(Message));
 

@@ -732,6 +732,7 @@ void Node::shutdown() {
   waiters_.clear();
   for (auto& [i, r] : reads_) r.fulfiller->fulfill(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
   reads_.clear();
+  releaseHeld(true);  // peers' calls get their returns rather than a dropped connection
   auto finish = [this]() {
     // The last write becomes durable before the process ends.
     if (options_.unsafeTestAckBeforePersist && segmented_) unsafeTestLazySync();

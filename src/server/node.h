@@ -80,9 +80,12 @@ class Node final {
 
   // Incoming peer traffic: checks the origin; returns a refusal sentence or "".
   std::string checkOrigin(wire::Origin::Reader origin, const char* what, bool quiet = false);
-  std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages);
-  // The return of a deliver call from `from` that asked for replies (repliesInReturn, accepted):
-  // resolves with this node's next messages for `from`, or with none (peers.c++).
+  // `asks`, when given, is set when a message expects an answer (expectsAnswer).
+  std::string deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages,
+                      bool* asks = nullptr);
+  // The return of a deliver call from `from` that asked for replies (repliesInReturn) and
+  // brought a request: resolves with this node's next answers to `from`, or with none
+  // (peers.c++).
   kj::Promise<std::vector<Message>> holdReturn(NodeId from);
   // A snapshot fully received from a peer.
   // `restore`: the state machine's state parsed from it as it arrived (finished and checked),
@@ -148,7 +151,7 @@ class Node final {
   void send(const Message& m);
   void flush(Peer& p);
   // Messages from a peer, in a call or in the return of ours: steps them (error: a refusal).
-  std::string stepFrom(NodeId from, capnp::List<wire::Message>::Reader messages);
+  std::string stepFrom(NodeId from, capnp::List<wire::Message>::Reader messages, bool* asks = nullptr);
   // Returns of peers' calls held for replies: each is let go (empty) once this node has no
   // write in progress whose completion could produce a reply, or after a tick.
   void releaseHeldSoon();
@@ -275,7 +278,7 @@ struct Node::Peer {
   bool flushScheduled = false;
   bool snapshotInFlight = false;
   // Returns of the peer's latest deliver calls that asked for replies (repliesInReturn), oldest
-  // first, held until this node has messages for the peer or nothing more to say (peers.c++).
+  // first, held until this node has answers for the peer or nothing more to say (peers.c++).
   struct Held {
     kj::Own<kj::PromiseFulfiller<std::vector<Message>>> fulfiller;
     kj::TimePoint since;

@@ -1,9 +1,9 @@
 // keel: the peer transport. One outgoing Cap'n Proto connection per peer, reconnected with
-// randomized exponential backoff; the accept loop for incoming connections. Messages to a peer
-// go as `deliver` calls on our connection to it, or in the return of its latest call to us
-// (repliesInReturn): a follower's answer to a heartbeat or an append goes back in the return of
-// the call that brought it, so a round trip is one call and its return on one connection,
-// instead of a call each way on two, each with its return.
+// randomized exponential backoff; the accept loop for incoming connections. Requests to a peer
+// go as `deliver` calls on our connection to it, in order; answers go in the return of one of
+// its calls to us (repliesInReturn) when one is waiting: a follower's answer to a heartbeat or
+// an append goes back in the return of the call that brought it, so a round trip is one call
+// and its return on one connection, instead of a call each way on two, each with its return.
 #include "node.h"
 
 #include <keel/segmented-log.h>
@@ -139,8 +139,9 @@ uint64_t Node::peerTimeoutMs() const {
   return std::max<uint64_t>(1000, 4ull * options_.electionTicks * options_.tickMs);
 }
 
-// A peer answers every deliver call as soon as it has stepped the messages (not after its
-// fsync), so calls unanswered for the peer timeout mean a dead path: a partition that drops
+// A peer answers every deliver call as soon as it has stepped the messages, or, when the call
+// asked for answers in its return, within about two ticks (holdReturn), so calls unanswered for
+// the peer timeout mean a dead path: a partition that drops
 // packets (TCP retransmits with a backoff that reaches minutes) or a paused process. A new
 // connection finds out at once whether the path works again.
 //
@@ -185,11 +186,12 @@ void Node::introduce(Peer& p) {
   }
 }
 
-// Holding a return costs the caller one call in flight (of kMaxInflightCalls), so a node holds
-// at most kMaxHeldReturns per peer, the latest: a newer call lets the oldest go. A held return
-// is let go empty when this node has nothing more to say soon: at the end of an event-loop turn
-// in which no write of its own is in progress (a write in progress ends with the messages that
-// waited for it, finishReady), and in any case after a tick (checkPeers).
+// Only a call that brings a request (expectsAnswer) is held. Holding a return costs the caller
+// one call in flight (of kMaxInflightCalls), so a node holds at most kMaxHeldReturns per peer,
+// the latest: a newer call lets the oldest go. A held return is let go empty when this node has
+// nothing more to say soon: at the end of an event-loop turn in which no write of its own is in
+// progress (a write in progress ends with the answers that waited for it, finishReady), and in
+// any case once it is a tick old (checkPeers, every tick: at most about two ticks).
 kj::Promise<std::vector<Message>> Node::holdReturn(NodeId from) {
   Peer& p = peer(from);
   while (p.held.size() >= kMaxHeldReturns) {
@@ -224,23 +226,6 @@ void Node::releaseHeld(bool all) {
   }
 }
 
-namespace {
-// How many of the queued messages (at least one) one call or return carries: as many as fit in
-// half the message limit. Adds their size hint to `words`.
-size_t batchOf(const std::deque<Message>& queue, uint64_t maxMessageBytes, uint64_t& words) {
-  size_t n = 0;
-  uint64_t bytes = 0;
-  while (n < queue.size()) {
-    uint64_t b = wireBytes(queue[n]);
-    if (n > 0 && bytes + b > maxMessageBytes / 2) break;
-    bytes += b;
-    words += wireWords(queue[n]);
-    ++n;
-  }
-  return n;
-}
-}  // namespace
-
 void Node::send(const Message& m) {
   if (m.to == core_->id()) return;
   Peer& p = peer(m.to);
@@ -248,7 +233,8 @@ void Node::send(const Message& m) {
     sendSnapshot(p, m);
     return;
   }
-  if (p.state != Peer::State::Connected && p.held.empty()) return;  // dropped; the core retries
+  // Dropped, unless it can go in a held return: the core resends what matters.
+  if (p.state != Peer::State::Connected && (p.held.empty() || !isAnswer(m.type))) return;
   p.queue.push_back(m);
   while (p.queue.size() > kMaxQueuedMessages) p.queue.pop_front();
   if (!p.flushScheduled) {
@@ -261,22 +247,42 @@ void Node::send(const Message& m) {
 }
 
 void Node::flush(Peer& p) {
-  // The peer's calls waiting for their returns take the first batches.
-  while (!p.queue.empty() && !p.held.empty()) {
+  // Answers go in the returns of the peer's calls waiting for them, oldest first; everything
+  // else (and answers no return is waiting for) goes in calls, in order. Each call or return
+  // carries as many messages as fit in half the message limit.
+  const uint64_t limit = options_.maxMessageBytes / 2;
+  while (!p.held.empty() && std::any_of(p.queue.begin(), p.queue.end(), [](const Message& m) { return isAnswer(m.type); })) {
     auto fulfiller = kj::mv(p.held.front().fulfiller);
     p.held.pop_front();
     if (!fulfiller->isWaiting()) continue;  // its call was cancelled (the connection is gone)
-    uint64_t words = 0;
-    size_t n = batchOf(p.queue, options_.maxMessageBytes, words);
-    std::vector<Message> batch(std::make_move_iterator(p.queue.begin()), std::make_move_iterator(p.queue.begin() + n));
-    p.queue.erase(p.queue.begin(), p.queue.begin() + n);
-    messagesInReturns_ += n;
+    std::vector<Message> batch;
+    uint64_t bytes = 0;
+    for (auto it = p.queue.begin(); it != p.queue.end();) {
+      if (!isAnswer(it->type)) {
+        ++it;
+        continue;
+      }
+      if (!batch.empty() && bytes + wireBytes(*it) > limit) break;
+      bytes += wireBytes(*it);
+      batch.push_back(std::move(*it));
+      it = p.queue.erase(it);
+    }
+    messagesInReturns_ += batch.size();
     fulfiller->fulfill(kj::mv(batch));
   }
-  while (!p.queue.empty() && p.inflight < kMaxInflightCalls && p.state == Peer::State::Connected) {
+  if (p.state != Peer::State::Connected) {
+    p.queue.clear();  // no way out now; Raft resends what matters
+    return;
+  }
+  while (!p.queue.empty() && p.inflight < kMaxInflightCalls) {
     KJ_IF_MAYBE(cap, p.cap) {
-      uint64_t words = 64;
-      size_t n = batchOf(p.queue, options_.maxMessageBytes, words);
+      size_t n = 0;
+      uint64_t bytes = 0, words = 64;
+      for (; n < p.queue.size(); ++n) {
+        if (n > 0 && bytes + wireBytes(p.queue[n]) > limit) break;
+        bytes += wireBytes(p.queue[n]);
+        words += wireWords(p.queue[n]);
+      }
       auto req = cap->deliverRequest(capnp::MessageSize{words, 0});
       fillOrigin(req.initOrigin(), p);
       req.setRepliesInReturn(true);

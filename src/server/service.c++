@@ -91,13 +91,17 @@ class Service final : public wire::Node::Server {
     auto params = context.getParams();
     NodeId from{params.getOrigin().getFrom()};
     bool replies = params.getRepliesInReturn();
-    std::string refusal = node_.deliver(params.getOrigin(), params.getMessages());
+    bool asks = false;
+    std::string refusal = node_.deliver(params.getOrigin(), params.getMessages(), &asks);
     if (!refusal.empty()) {
       context.initResults(capnp::MessageSize{refusal.size() / 8 + 8, 0}).setRefusal(refusal);
       return kj::READY_NOW;
     }
-    if (!replies) return kj::READY_NOW;
+    if (!replies || !asks) return kj::READY_NOW;
     context.releaseParams();
+    // A held call whose connection is lost is cancelled (Cap'n Proto 0.9.2 lets a call outlive
+    // its connection unless it allows cancellation), so that no answer goes into its return.
+    context.allowCancellation();
     return node_.holdReturn(from).then([context](std::vector<Message> messages) mutable {
       if (messages.empty()) return;
       uint64_t words = 16;
@@ -259,17 +263,17 @@ std::string Node::checkOrigin(wire::Origin::Reader origin, const char* what, boo
   return "";
 }
 
-std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages) {
+std::string Node::deliver(wire::Origin::Reader origin, capnp::List<wire::Message>::Reader messages, bool* asks) {
   if (stopping_) return "shutting down";
   // An introduction (no messages) from a node not yet a member is refused without a log line
   // (a joiner introduces itself every second until it is added).
   std::string refusal = checkOrigin(origin, "messages", messages.size() == 0);
   if (!refusal.empty()) return refusal;
   NodeId from{origin.getFrom()};
-  return stepFrom(from, messages);
+  return stepFrom(from, messages, asks);
 }
 
-std::string Node::stepFrom(NodeId from, capnp::List<wire::Message>::Reader messages) {
+std::string Node::stepFrom(NodeId from, capnp::List<wire::Message>::Reader messages, bool* asks) {
   if (messages.size() == 0) return "";
   catchUpTicks();  // lease reads: a forwarded read is answered from the lease, measured in ticks
   for (auto wm : messages) {
@@ -281,6 +285,7 @@ std::string Node::stepFrom(NodeId from, capnp::List<wire::Message>::Reader messa
       log("refused a message from n" + std::to_string(from.value) + ": " + err);
       return err;
     }
+    if (asks && expectsAnswer(m.type)) *asks = true;
     try {
       core_->step(m);
     } catch (const std::invalid_argument& e) {

@@ -30,6 +30,17 @@ inline uint64_t wireBytes(const Message& m) {
 // words (zero-filled) and growing.
 inline uint64_t wireWords(const Message& m) { return wireBytes(m) / 8 + 24; }
 
+// Answers go back in the returns of the calls that asked (docs/rpc.md); requests always travel
+// as calls, in order on one connection. A request that expects an answer from its receiver:
+inline bool expectsAnswer(MessageType t) {
+  return t == MessageType::PreVote || t == MessageType::Vote || t == MessageType::Append ||
+         t == MessageType::Heartbeat || t == MessageType::ReadIndex;
+}
+inline bool isAnswer(MessageType t) {
+  return t == MessageType::PreVoteResponse || t == MessageType::VoteResponse || t == MessageType::AppendResponse ||
+         t == MessageType::HeartbeatResponse || t == MessageType::ReadIndexResponse;
+}
+
 void toWire(const Membership& m, wire::Membership::Builder out);
 Membership fromWire(wire::Membership::Reader in);
 
