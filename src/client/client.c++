@@ -354,7 +354,8 @@ struct Client::Impl {
   // Deadlines and delays are measured on the monotonic clock itself. The timer's now() only
   // moves when this thread's event loop waits: a synchronous caller that did something else
   // for longer than its timeout between two calls would otherwise start the next one with a
-  // deadline already in the past.
+  // deadline already in the past. (The timer of a kj::setupAsyncIo() context, which every
+  // AsyncIoContext is, runs on systemPreciseMonotonicClock(), so atTime() takes its times.)
   static kj::TimePoint clockNow() { return kj::systemPreciseMonotonicClock().now(); }
   kj::Promise<void> after(kj::Duration d) { return timer->atTime(clockNow() + d); }
   kj::TimePoint deadline() { return clockNow() + options.timeoutMs * kj::MILLISECONDS; }
