@@ -393,10 +393,8 @@ void Node::serveReads() {
   for (auto it = reads_.begin(); it != reads_.end();) {
     ReadWaiter& r = it->second;
     if (r.ready && r.index.value <= applied_) {
-      ProposeOutcome out;
-      out.result = sm_.query(std::string_view(reinterpret_cast<const char*>(r.query.begin()), r.query.size()));
-      ++readsServed_;
-      r.fulfiller->fulfill(kj::mv(out));
+      readsServed_ += r.queries.size();
+      r.fulfiller->fulfill(answer(r.queries));
       it = reads_.erase(it);
     } else {
       ++it;
@@ -583,18 +581,23 @@ kj::TimePoint Node::deadline(uint32_t timeoutMs) const {
 
 void Node::expireRequests() {
   kj::TimePoint now = timer_.now();
-  auto expire = [now](auto& waiting) {
-    for (auto it = waiting.begin(); it != waiting.end();) {
-      if (it->second.deadline <= now) {
-        it->second.fulfiller->fulfill(ProposeOutcome{wire::Status::TIMEOUT, "", NodeId{}});
-        it = waiting.erase(it);
-      } else {
-        ++it;
-      }
+  const ProposeOutcome timeout{wire::Status::TIMEOUT, "", NodeId{}};
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->second.deadline <= now) {
+      it->second.fulfiller->fulfill(ProposeOutcome(timeout));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
     }
-  };
-  expire(waiters_);
-  expire(reads_);
+  }
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline <= now) {
+      it->second.fail(timeout);
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uint32_t timeoutMs) {
@@ -612,25 +615,44 @@ kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uin
 }
 
 kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linearizable, uint32_t timeoutMs) {
-  // --unsafe-test-stale-reads (tests only): every read is served locally, without ReadIndex.
-  if (!linearizable || options_.unsafeTestStaleReads) {
-    ProposeOutcome out;
-    out.result = sm_.query(std::string_view(reinterpret_cast<const char*>(q.begin()), q.size()));
-    return out;
+  std::vector<kj::Array<kj::byte>> one;
+  one.push_back(kj::mv(q));
+  if (!linearizable) return kj::mv(answer(one)[0]);
+  return queryMany(kj::mv(one), timeoutMs).then([](std::vector<ProposeOutcome> outs) { return kj::mv(outs[0]); });
+}
+
+kj::Promise<std::vector<Node::ProposeOutcome>> Node::queryMany(std::vector<kj::Array<kj::byte>> queries,
+                                                              uint32_t timeoutMs) {
+  auto paf = kj::newPromiseAndFulfiller<std::vector<ProposeOutcome>>();
+  ReadWaiter w{kj::mv(queries), deadline(timeoutMs), Index{}, false, kj::mv(paf.fulfiller)};
+  if (options_.unsafeTestStaleReads) {
+    w.fulfiller->fulfill(answer(w.queries));  // tests only: served locally, without ReadIndex
+    return kj::mv(paf.promise);
   }
-  if (stopping_) return ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}};
+  if (stopping_) {
+    w.fail(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
+    return kj::mv(paf.promise);
+  }
   catchUpTicks();  // lease reads: the lease is measured in ticks that must be up to date
   uint64_t ctx = nextRead_++;
   Result r = core_->readIndex(ctx);
   if (!r.ok()) {
     ProposeOutcome out{toWire(r.refusal), "", r.leader};
     if (r.refusal == Refusal::NotLeader && !r.leader) out.status = wire::Status::UNAVAILABLE;
-    return out;
+    w.fail(out);
+    return kj::mv(paf.promise);
   }
-  auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
-  reads_[ctx] = ReadWaiter{kj::mv(q), deadline(timeoutMs), Index{}, false, kj::mv(paf.fulfiller)};
+  reads_.emplace(ctx, kj::mv(w));
   kick();
   return kj::mv(paf.promise);
+}
+
+std::vector<Node::ProposeOutcome> Node::answer(const std::vector<kj::Array<kj::byte>>& queries) {
+  std::vector<ProposeOutcome> outs(queries.size());
+  for (size_t i = 0; i < outs.size(); ++i) {
+    outs[i].result = sm_.query(std::string_view(reinterpret_cast<const char*>(queries[i].begin()), queries[i].size()));
+  }
+  return outs;
 }
 
 kj::Promise<Node::ProposeOutcome> Node::changeMembership(wire::ChangeKind kind, NodeId node,
@@ -730,7 +752,7 @@ void Node::shutdown() {
   stopping_ = true;
   for (auto& [i, w] : waiters_) w.fulfiller->fulfill(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
   waiters_.clear();
-  for (auto& [i, r] : reads_) r.fulfiller->fulfill(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
+  for (auto& [i, r] : reads_) r.fail(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
   reads_.clear();
   releaseHeld(true);  // peers' calls get their returns rather than a dropped connection
   auto finish = [this]() {

@@ -68,6 +68,9 @@ class Node final {
   };
   kj::Promise<ProposeOutcome> propose(kj::Array<kj::byte> command, uint32_t timeoutMs);
   kj::Promise<ProposeOutcome> query(kj::Array<kj::byte> query, bool linearizable, uint32_t timeoutMs);
+  // Linearizable reads that arrived together (one Keel.batch) share one ReadIndex (§6.4: a
+  // read index taken after a read arrived serves it) and one waiter; outcomes in their order.
+  kj::Promise<std::vector<ProposeOutcome>> queryMany(std::vector<kj::Array<kj::byte>> queries, uint32_t timeoutMs);
   kj::Promise<ProposeOutcome> changeMembership(wire::ChangeKind kind, NodeId node,
                                                std::string address, uint32_t timeoutMs);
   kj::Promise<ProposeOutcome> transferLeadership(NodeId to, uint32_t timeoutMs);
@@ -110,11 +113,12 @@ class Node final {
     kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
   };
   struct ReadWaiter {
-    kj::Array<kj::byte> query;
+    std::vector<kj::Array<kj::byte>> queries;  // answered together, in order
     kj::TimePoint deadline = kj::origin<kj::TimePoint>();
-    Index index;  // set once the read is safe
+    Index index;  // set once the reads are safe
     bool ready = false;
-    kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
+    kj::Own<kj::PromiseFulfiller<std::vector<ProposeOutcome>>> fulfiller;
+    void fail(ProposeOutcome out) { fulfiller->fulfill(std::vector<ProposeOutcome>(queries.size(), out)); }
   };
 
   // ---- The Ready loop (node.c++) ----
@@ -123,6 +127,7 @@ class Node final {
   void finishReady();
   void applyCommitted(std::span<const Entry> committed);
   void serveReads();
+  std::vector<ProposeOutcome> answer(const std::vector<kj::Array<kj::byte>>& queries);
   void maybeCompact(bool force);
   // A snapshot written a slice at a time (StateMachine::beginSnapshot): one slice per pass of
   // the event loop, so that requests are served in between.

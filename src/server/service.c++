@@ -161,30 +161,50 @@ class Service final : public wire::Node::Server {
   kj::Promise<void> batch(BatchContext context) override {
     auto calls = context.getParams().getCalls();
     KJ_REQUIRE(calls.size() <= kMaxBatchCalls, "a batch of more than 1024 calls", calls.size());
+    // The linearizable reads share one ReadIndex (Node::queryMany); the other calls go one by
+    // one. `grouped[i]`: call i is one of those reads.
     auto outcomes = kj::heapArrayBuilder<kj::Promise<Node::ProposeOutcome>>(calls.size());
-    for (auto c : calls) {
-      switch (c.which()) {
-        case wire::Call::PROPOSE:
-          outcomes.add(node_.propose(kj::heapArray<kj::byte>(c.getPropose()), c.getTimeoutMs()));
-          break;
-        case wire::Call::QUERY:
-          outcomes.add(node_.query(kj::heapArray<kj::byte>(c.getQuery()),
-                                   c.getConsistency() == wire::Consistency::LINEARIZABLE, c.getTimeoutMs()));
-          break;
+    std::vector<kj::Array<kj::byte>> reads;
+    std::vector<bool> grouped(calls.size());
+    uint32_t readTimeoutMs = 0;  // the shortest the reads asked for (0: the node's default)
+    for (uint i = 0; i < calls.size(); ++i) {
+      auto c = calls[i];
+      if (c.isPropose()) {
+        outcomes.add(node_.propose(kj::heapArray<kj::byte>(c.getPropose()), c.getTimeoutMs()));
+      } else if (c.getConsistency() == wire::Consistency::LINEARIZABLE) {
+        grouped[i] = true;
+        reads.push_back(kj::heapArray<kj::byte>(c.getQuery()));
+        if (c.getTimeoutMs() && (!readTimeoutMs || c.getTimeoutMs() < readTimeoutMs)) readTimeoutMs = c.getTimeoutMs();
+      } else {
+        outcomes.add(node_.query(kj::heapArray<kj::byte>(c.getQuery()), false, c.getTimeoutMs()));
       }
     }
     context.releaseParams();
-    return kj::joinPromises(outcomes.finish()).then([this, context](kj::Array<Node::ProposeOutcome> outs) mutable {
-      size_t words = 24;
-      for (auto& o : outs) words += o.result.size() / 8 + 3;
-      auto r = context.initResults(capnp::MessageSize{words, 0});
-      auto replies = r.initReplies(uint(outs.size()));
-      for (size_t i = 0; i < outs.size(); ++i) {
-        replies[uint(i)].setStatus(outs[i].status);
-        replies[uint(i)].setResult(bytesOf(outs[i].result));
-      }
-      fill(node_, r.initRedirect(), node_.leader());
-    });
+    kj::Promise<std::vector<Node::ProposeOutcome>> readOuts =
+        reads.empty() ? kj::Promise<std::vector<Node::ProposeOutcome>>(std::vector<Node::ProposeOutcome>())
+                      : node_.queryMany(kj::mv(reads), readTimeoutMs);
+    return kj::joinPromises(outcomes.finish())
+        .then([readOuts = kj::mv(readOuts)](kj::Array<Node::ProposeOutcome> others) mutable {
+          return readOuts.then([others = kj::mv(others)](std::vector<Node::ProposeOutcome> read) mutable {
+            return std::make_pair(kj::mv(others), kj::mv(read));
+          });
+        })
+        .then([this, context, grouped = kj::mv(grouped)](
+                  std::pair<kj::Array<Node::ProposeOutcome>, std::vector<Node::ProposeOutcome>> outs) mutable {
+          auto& [others, read] = outs;
+          size_t words = 24;
+          for (auto& o : others) words += o.result.size() / 8 + 3;
+          for (auto& o : read) words += o.result.size() / 8 + 3;
+          auto r = context.initResults(capnp::MessageSize{words, 0});
+          auto replies = r.initReplies(uint(grouped.size()));
+          size_t nextOther = 0, nextRead = 0;
+          for (size_t i = 0; i < grouped.size(); ++i) {
+            Node::ProposeOutcome& o = grouped[i] ? read[nextRead++] : others[nextOther++];
+            replies[uint(i)].setStatus(o.status);
+            replies[uint(i)].setResult(bytesOf(o.result));
+          }
+          fill(node_, r.initRedirect(), node_.leader());
+        });
   }
 
   kj::Promise<void> status(StatusContext context) override {

@@ -108,6 +108,25 @@ TEST(Cluster, AFreshClientAskedManyThingsAtOnceAnswersThemAll) {
       else EXPECT_EQ(got[i].error, ClientError::NotFound) << got[i].detail;
     }
   }
+  // Writes, linearizable reads and stale reads mixed in the same batches: the linearizable
+  // reads of a batch share one ReadIndex; every call still gets its own answer, in its place.
+  Client c(cluster.clientOptions(), io);
+  kj::Vector<kj::Promise<Outcome<bool>>> puts;
+  kj::Vector<kj::Promise<Outcome<std::string>>> reads;
+  for (int i = 0; i < 200; ++i) {
+    puts.add(c.putAsync("m" + std::to_string(i), std::to_string(i)));
+    reads.add(c.getAsync(i % 2 ? "k" : "absent"));
+    reads.add(c.getAsync("k", Read::Stale));
+  }
+  auto wrote = kj::joinPromises(puts.releaseAsArray()).wait(io.waitScope);
+  auto read = kj::joinPromises(reads.releaseAsArray()).wait(io.waitScope);
+  for (auto& w : wrote) EXPECT_TRUE(w.ok()) << w.detail;
+  for (int i = 0; i < 200; ++i) {
+    if (i % 2) EXPECT_EQ(read[2 * i].value, "v") << read[2 * i].detail;
+    else EXPECT_EQ(read[2 * i].error, ClientError::NotFound) << read[2 * i].detail;
+    EXPECT_EQ(read[2 * i + 1].value, "v") << read[2 * i + 1].detail;
+  }
+  EXPECT_EQ(c.getAsync("m199").wait(io.waitScope).value, "199");
 }
 
 // A node that takes the connection and then never answers (hung, or the answer lost) costs a
