@@ -581,23 +581,18 @@ kj::TimePoint Node::deadline(uint32_t timeoutMs) const {
 
 void Node::expireRequests() {
   kj::TimePoint now = timer_.now();
-  const ProposeOutcome timeout{wire::Status::TIMEOUT, "", NodeId{}};
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if (it->second.deadline <= now) {
-      it->second.fulfiller->fulfill(ProposeOutcome(timeout));
-      it = waiters_.erase(it);
-    } else {
-      ++it;
+  auto expire = [now](auto& waiting) {
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (it->second.deadline <= now) {
+        it->second.fail(ProposeOutcome{wire::Status::TIMEOUT, "", NodeId{}});
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
     }
-  }
-  for (auto it = reads_.begin(); it != reads_.end();) {
-    if (it->second.deadline <= now) {
-      it->second.fail(timeout);
-      it = reads_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  };
+  expire(waiters_);
+  expire(reads_);
 }
 
 kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uint32_t timeoutMs) {
@@ -750,7 +745,7 @@ void Node::shutdown() {
   if (stopping_) return;
   log("stopping");
   stopping_ = true;
-  for (auto& [i, w] : waiters_) w.fulfiller->fulfill(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
+  for (auto& [i, w] : waiters_) w.fail(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
   waiters_.clear();
   for (auto& [i, r] : reads_) r.fail(ProposeOutcome{wire::Status::UNAVAILABLE, "", NodeId{}});
   reads_.clear();

@@ -111,6 +111,7 @@ class Node final {
     Term term;
     kj::TimePoint deadline = kj::origin<kj::TimePoint>();
     kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
+    void fail(ProposeOutcome out) { fulfiller->fulfill(kj::mv(out)); }
   };
   struct ReadWaiter {
     std::vector<kj::Array<kj::byte>> queries;  // answered together, in order

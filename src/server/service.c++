@@ -163,7 +163,7 @@ class Service final : public wire::Node::Server {
     KJ_REQUIRE(calls.size() <= kMaxBatchCalls, "a batch of more than 1024 calls", calls.size());
     // The linearizable reads share one ReadIndex (Node::queryMany); the other calls go one by
     // one. `grouped[i]`: call i is one of those reads.
-    auto outcomes = kj::heapArrayBuilder<kj::Promise<Node::ProposeOutcome>>(calls.size());
+    kj::Vector<kj::Promise<Node::ProposeOutcome>> outcomes(calls.size());
     std::vector<kj::Array<kj::byte>> reads;
     std::vector<bool> grouped(calls.size());
     uint32_t readTimeoutMs = 0;  // the shortest the reads asked for (0: the node's default)
@@ -183,7 +183,7 @@ class Service final : public wire::Node::Server {
     kj::Promise<std::vector<Node::ProposeOutcome>> readOuts =
         reads.empty() ? kj::Promise<std::vector<Node::ProposeOutcome>>(std::vector<Node::ProposeOutcome>())
                       : node_.queryMany(kj::mv(reads), readTimeoutMs);
-    return kj::joinPromises(outcomes.finish())
+    return kj::joinPromises(outcomes.releaseAsArray())
         .then([readOuts = kj::mv(readOuts)](kj::Array<Node::ProposeOutcome> others) mutable {
           return readOuts.then([others = kj::mv(others)](std::vector<Node::ProposeOutcome> read) mutable {
             return std::make_pair(kj::mv(others), kj::mv(read));
