@@ -168,8 +168,8 @@ TEST(Client, ANodeThatNeverAnswersTimesOutTheCall) {
 
 // A synchronous caller may do other things between calls: a client whose thread was away for
 // longer than its timeout (and the second of grace it gives a node to answer) still gets the
-// whole timeout for its next call (its deadlines are
-// measured on the clock, not on the event loop's time, which stands still while it is away).
+// whole timeout for its next call. Its deadlines are measured on the clock, not on the event
+// loop's time, which stands still while the thread is away.
 TEST(Client, ACallAfterAnIdleSpellLongerThanTheTimeoutGetsItsWholeTimeout) {
   ProcessCluster cluster(3);
   Client c(cluster.clientOptions(1000));
@@ -486,7 +486,7 @@ TEST(Cluster, RefusesForeignPeersMalformedAndOversizedRequests) {
 
 // A follower's answers (to appends, heartbeats, read rounds) go back in the returns of the
 // leader's calls; a caller that does not ask for that (an older node) gets its returns at once
-// and without messages, and a return held for replies is let go when there is nothing to say.
+// and without messages, and a call that brings no request is not held.
 TEST(Cluster, FollowersAnswerInTheReturnsOfTheLeadersCalls) {
   ProcessCluster cluster(3);
   Client c(cluster.clientOptions());
