@@ -610,9 +610,9 @@ kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uin
 }
 
 kj::Promise<Node::ProposeOutcome> Node::query(kj::Array<kj::byte> q, bool linearizable, uint32_t timeoutMs) {
+  if (!linearizable) return answer(q);
   std::vector<kj::Array<kj::byte>> one;
   one.push_back(kj::mv(q));
-  if (!linearizable) return kj::mv(answer(one)[0]);
   return queryMany(kj::mv(one), timeoutMs).then([](std::vector<ProposeOutcome> outs) { return kj::mv(outs[0]); });
 }
 
@@ -642,11 +642,16 @@ kj::Promise<std::vector<Node::ProposeOutcome>> Node::queryMany(std::vector<kj::A
   return kj::mv(paf.promise);
 }
 
+Node::ProposeOutcome Node::answer(kj::ArrayPtr<const kj::byte> query) {
+  ProposeOutcome out;
+  out.result = sm_.query(std::string_view(reinterpret_cast<const char*>(query.begin()), query.size()));
+  return out;
+}
+
 std::vector<Node::ProposeOutcome> Node::answer(const std::vector<kj::Array<kj::byte>>& queries) {
-  std::vector<ProposeOutcome> outs(queries.size());
-  for (size_t i = 0; i < outs.size(); ++i) {
-    outs[i].result = sm_.query(std::string_view(reinterpret_cast<const char*>(queries[i].begin()), queries[i].size()));
-  }
+  std::vector<ProposeOutcome> outs;
+  outs.reserve(queries.size());
+  for (const auto& q : queries) outs.push_back(answer(q));
   return outs;
 }
 

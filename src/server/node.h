@@ -128,6 +128,8 @@ class Node final {
   void finishReady();
   void applyCommitted(std::span<const Entry> committed);
   void serveReads();
+  // The state machine's answers to queries, read now.
+  ProposeOutcome answer(kj::ArrayPtr<const kj::byte> query);
   std::vector<ProposeOutcome> answer(const std::vector<kj::Array<kj::byte>>& queries);
   void maybeCompact(bool force);
   // A snapshot written a slice at a time (StateMachine::beginSnapshot): one slice per pass of

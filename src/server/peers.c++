@@ -251,10 +251,11 @@ void Node::flush(Peer& p) {
   // else (and answers no return is waiting for) goes in calls, in order. Each call or return
   // carries as many messages as fit in half the message limit.
   const uint64_t limit = options_.maxMessageBytes / 2;
-  while (!p.held.empty() && std::any_of(p.queue.begin(), p.queue.end(), [](const Message& m) { return isAnswer(m.type); })) {
-    auto fulfiller = kj::mv(p.held.front().fulfiller);
-    p.held.pop_front();
-    if (!fulfiller->isWaiting()) continue;  // its call was cancelled (the connection is gone)
+  while (!p.held.empty()) {
+    if (!p.held.front().fulfiller->isWaiting()) {  // its call was cancelled (the connection is gone)
+      p.held.pop_front();
+      continue;
+    }
     std::vector<Message> batch;
     uint64_t bytes = 0;
     for (auto it = p.queue.begin(); it != p.queue.end();) {
@@ -267,8 +268,10 @@ void Node::flush(Peer& p) {
       batch.push_back(std::move(*it));
       it = p.queue.erase(it);
     }
+    if (batch.empty()) break;
     messagesInReturns_ += batch.size();
-    fulfiller->fulfill(kj::mv(batch));
+    p.held.front().fulfiller->fulfill(kj::mv(batch));
+    p.held.pop_front();
   }
   if (p.state != Peer::State::Connected) {
     p.queue.clear();  // no way out now; Raft resends what matters

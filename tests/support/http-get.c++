@@ -44,7 +44,7 @@ std::optional<std::string> httpGet(const std::string& hostPort, const std::strin
         auto complete = [&resp]() {
           size_t head = resp.find("\r\n\r\n");
           if (head == std::string::npos) return false;
-          std::regex length("\r\ncontent-length: *([0-9]+)\r\n", std::regex::icase);
+          static const std::regex length("\r\ncontent-length: *([0-9]+)\r\n", std::regex::icase);
           std::smatch m;
           std::string headers = resp.substr(0, head + 2);
           return std::regex_search(headers, m, length) && resp.size() - head - 4 >= std::stoull(m[1].str());
