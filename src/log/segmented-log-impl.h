@@ -37,6 +37,7 @@ struct Segment {
   std::string path;
   uint64_t bytes = 0;       // owner: logical size, header included
   uint64_t flushedEnd = 0;  // owner: end of the bytes handed to the I/O thread
+  uint64_t fileEnd = 0;     // I/O thread (after open): the file's size; zeros past the records
   // Set at open (owner) or by the I/O thread's Create. The owner dereferences it only after
   // the Create operation completed (ordered by writtenOps_).
   std::shared_ptr<File> file;
@@ -61,7 +62,7 @@ struct Op {
   enum Kind { Create, Write, Seal, Truncate, Remove, DirSync, Meta, Snap, SnapPart, RemoveRecv, Sync, Stop } kind;
   uint64_t opNo = 0;
   SegPtr seg;
-  uint64_t offset = 0;   // Write: file offset; Truncate: new size
+  uint64_t offset = 0;   // Write: file offset; Truncate, Seal: the segment's new size
   ChunkPtr data;         // Write, Meta, Snap (the header)
   // Snap: the state machine's bytes, written after the header. The owner keeps the Bytes they
   // belong to alive until the operation was performed (Impl::snapKeep); the I/O thread only
@@ -215,6 +216,10 @@ struct SegmentedLog::Impl {
   void syncDirty();
 
   void syncDirIfDirty();
+
+  // After a write that ended at `end`: zeros past it, Options::zeroAheadBytes ahead (bounded by
+  // the segment's size), so that the syncs of the appends that land on them change no metadata.
+  void zeroAhead(Segment& seg, uint64_t end);
 
   void ioLoop();
 

@@ -156,6 +156,16 @@ uint64_t SegmentedLog::Impl::scanSegment(Segment& seg, bool last, uint64_t expec
   // A bad record at `off` whose bytes (as far as they can be delimited) end at `end`.
   auto bad = [&](uint64_t off, uint64_t end, bool incomplete, const std::string& why) {
     if (!last) throw CorruptionError(seg.path, off, why);
+    // Zeros from here to the end of the file: the active segment's zeros ahead of its records
+    // (Options::zeroAheadBytes), or records whose writes never reached the disk. Either way the
+    // log ends here and the file keeps its zeros for the appends to come.
+    bool zeros = true;
+    for (uint64_t at = off; zeros && at < size; at += std::min(kScanChunk, size - at))
+      zeros = allZero(fetch(at, std::min(kScanChunk, size - at)), std::min(kScanChunk, size - at));
+    if (zeros) {
+      seg.bytes = off;
+      return;
+    }
     // A write torn at a sector boundary leaves zeros from that boundary to the end of the
     // record (a write holds whole records, and new records only go to fresh space): the
     // record is torn when it ends in zeros that start at its beginning or at a boundary.
@@ -173,11 +183,11 @@ uint64_t SegmentedLog::Impl::scanSegment(Segment& seg, bool last, uint64_t expec
     report.tornBytes = size - off;
     f.truncate(off);
     f.sync();
-    seg.bytes = off;
+    seg.bytes = seg.fileEnd = off;
   };
 
   uint64_t off = kSegmentHeaderBytes;
-  seg.bytes = size;
+  seg.bytes = seg.fileEnd = size;
   while (off < size) {
     if (size - off < kRecordHeaderBytes) {
       bad(off, size, true, "incomplete record header");

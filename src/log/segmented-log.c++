@@ -56,6 +56,19 @@ void SegmentedLog::Impl::syncDirIfDirty() {
   }
 }
 
+void SegmentedLog::Impl::zeroAhead(Segment& seg, uint64_t end) {
+  if (end <= seg.fileEnd) return;
+  seg.fileEnd = end;
+  constexpr uint64_t kPage = 4096;
+  auto roundUp = [](uint64_t n) { return (n + kPage - 1) / kPage * kPage; };
+  uint64_t to = std::min(roundUp(end + opts.zeroAheadBytes), roundUp(opts.segmentBytes));
+  if (opts.zeroAheadBytes == 0 || to <= end) return;
+  static const std::vector<uint8_t> zeros(64 << 10);
+  for (uint64_t at = end; at < to; at += std::min<uint64_t>(zeros.size(), to - at))
+    seg.file->pwrite(zeros.data(), std::min<uint64_t>(zeros.size(), to - at), at);
+  seg.fileEnd = to;
+}
+
 void SegmentedLog::Impl::ioLoop() {
   std::vector<Op> work;
   for (;;) {
@@ -93,9 +106,15 @@ void SegmentedLog::Impl::execute(Op& op) {
     }
     case Op::Write:
       op.seg->file->pwrite(op.data->data(), op.data->size(), op.offset);
+      zeroAhead(*op.seg, op.offset + op.data->size());
       markDirty(op.seg->file);
       break;
     case Op::Seal:
+      if (op.seg->fileEnd > op.offset) {  // the zeros past the last record go
+        op.seg->file->truncate(op.offset);
+        op.seg->fileEnd = op.offset;
+        markDirty(op.seg->file);
+      }
       // Everything of this segment (and its name) is durable before the next one exists.
       for (auto it = dirty.begin(); it != dirty.end(); ++it)
         if (*it == op.seg->file) {
@@ -108,6 +127,7 @@ void SegmentedLog::Impl::execute(Op& op) {
     case Op::Truncate:
       syncDirIfDirty();  // the removal of later segments first
       op.seg->file->truncate(op.offset);
+      op.seg->fileEnd = op.offset;
       op.seg->file->sync();
       break;
     case Op::Remove:
@@ -297,6 +317,7 @@ void SegmentedLog::Impl::startSegment(uint64_t first) {
     Op seal;
     seal.kind = Op::Seal;
     seal.seg = segments.back();
+    seal.offset = seal.seg->bytes;
     enqueue(std::move(seal));
   }
   auto seg = std::make_shared<Segment>();

@@ -398,7 +398,8 @@ TEST(SegmentedLog, TornTailOnRealFilesIsCutAndReported) {
     log.sync();
   }
   std::string seg = t.log() + "/" + logformat::segmentName(1);
-  uint64_t size = fsys::file_size(seg);
+  uint64_t size = 32 + 10 * 132;  // the header and 10 records; zeros follow them
+  ASSERT_GE(fsys::file_size(seg), size);
   fsys::resize_file(seg, size - 50);  // the last record loses its end
   {
     SegmentedLog log(t.log());
@@ -413,6 +414,94 @@ TEST(SegmentedLog, TornTailOnRealFilesIsCutAndReported) {
   SegmentedLog log(t.log());
   EXPECT_FALSE(log.recoveryReport().tornTail);
   EXPECT_EQ(all(log).back().data.str(), "again");
+}
+
+std::string fileBytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(SegmentedLog, ZerosAheadOfTheRecordsEndTheLogAndGoWhenTheSegmentCloses) {
+  TempDir t;
+  SegmentedLog::Options o;
+  o.segmentBytes = 64 << 10;
+  o.zeroAheadBytes = 8192;
+  std::string seg = t.log() + "/" + logformat::segmentName(1);
+  const uint64_t end = 32 + 10 * 132;  // the header and 10 records of 100 bytes
+  {
+    SegmentedLog log(t.log(), o);
+    for (uint64_t i = 1; i <= 10; ++i) {
+      Entry e = entry(i, 1, payload(i, 100));
+      log.append({&e, 1});
+    }
+    log.sync();
+  }
+  // Zeros up to the page boundary 8 KiB past the records.
+  std::string bytes = fileBytes(seg);
+  ASSERT_EQ(bytes.size(), 12288u);
+  EXPECT_EQ(bytes.find_first_not_of('\0', end), std::string::npos);
+  EXPECT_NE(bytes[end - 1], '\0');
+  {
+    // The zeros are the log's end, not a torn tail; appends overwrite them.
+    SegmentedLog log(t.log(), o);
+    EXPECT_FALSE(log.recoveryReport().tornTail);
+    EXPECT_EQ(log.lastIndex(), Index{10});
+    for (uint64_t i = 11; i <= 20; ++i) {
+      Entry e = entry(i, 1, payload(i, 100));
+      log.append({&e, 1});
+    }
+    log.sync();
+  }
+  EXPECT_EQ(fsys::file_size(seg), 12288u);  // still within the zeros written before
+  {
+    SegmentedLog log(t.log(), o);
+    EXPECT_FALSE(log.recoveryReport().tornTail);
+    auto es = all(log);
+    ASSERT_EQ(es.size(), 20u);
+    for (uint64_t i = 1; i <= 20; ++i) EXPECT_EQ(es[i - 1].data.str(), payload(i, 100));
+    // Past the segment's size: it closes, and its zeros are cut off.
+    for (uint64_t i = 21; log.firstIndex() == Index{1} && fsys::exists(seg) &&
+                          !fsys::exists(t.log() + "/" + logformat::segmentName(i - 1));
+         ++i) {
+      Entry e = entry(i, 1, payload(i, 100));
+      log.append({&e, 1});
+      log.sync();
+    }
+  }
+  const uint64_t held = ((64 << 10) - 32) / 132;  // the records that fit in 64 KiB
+  EXPECT_EQ(fsys::file_size(seg), 32 + 132 * held);
+  {
+    SegmentedLog log(t.log(), o);
+    EXPECT_FALSE(log.recoveryReport().tornTail);
+    EXPECT_EQ(log.lastIndex(), Index{held + 1});
+    EXPECT_EQ(all(log).back().data.str(), payload(held + 1, 100));
+  }
+}
+
+TEST(SegmentedLog, ARecordTornInTheZerosAheadIsCutAndReported) {
+  TempDir t;
+  std::string seg = t.log() + "/" + logformat::segmentName(1);
+  const uint64_t end = 32 + 5 * 132;
+  {
+    SegmentedLog log(t.log());
+    for (uint64_t i = 1; i <= 5; ++i) {
+      Entry e = entry(i, 1, payload(i, 100));
+      log.append({&e, 1});
+    }
+    log.sync();
+  }
+  ASSERT_GT(fsys::file_size(seg), end + 4096);
+  {
+    // The next record's header never reached the disk, a sector of its payload did.
+    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(end + 600);
+    f.put('x');
+  }
+  SegmentedLog log(t.log());
+  EXPECT_TRUE(log.recoveryReport().tornTail);
+  EXPECT_EQ(log.recoveryReport().tornOffset, end);
+  EXPECT_EQ(log.lastIndex(), Index{5});
+  EXPECT_EQ(fsys::file_size(seg), end);
 }
 
 TEST(SegmentedLog, CorruptionInAnEarlierSegmentNamesFileAndOffset) {
