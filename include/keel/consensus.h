@@ -25,8 +25,9 @@
 // after ready(); only a cluster of one commits what this very Ready writes.
 //
 // Between ready() and advance() the node goes on accepting step(), tick() and proposals; what
-// they produce waits for the next Ready. Everything a Ready refers to stays valid until
-// advance(). At most one Ready is outstanding.
+// they produce waits for the next Ready, except what sendable() and applicable() hand out at
+// once. Everything a Ready refers to stays valid until advance(). At most one Ready is
+// outstanding.
 //
 // Expected outcomes (not the leader, a change already pending, ...) are values. Bad input
 // (a malformed configuration, a message for another node) throws std::invalid_argument.
@@ -137,8 +138,8 @@ class Consensus {
   // election timeout later. Without reports a snapshot counts as lost two election timeouts
   // after it was sent.
   void reportSnapshot(NodeId peer, Index index, bool delivered);
-  // Describes a snapshot of the state applied so far (the last committed entry handed out in
-  // a Ready that was advanced). Store it with Log::compact.
+  // Describes a snapshot of the state applied so far (the last committed entry handed out by
+  // applicable() or in a Ready that was advanced). Store it with Log::compact.
   SnapshotMeta snapshotMeta() const;
 
   // ---- Output ----
@@ -148,6 +149,12 @@ class Consensus {
   // not wait for its own write in progress (diss. §10.2.1). A message handed out here is not
   // handed out again by ready(). The span is valid until the next call into this node.
   std::span<const Message> sendable();
+  // The entries committed since the last ready() or applicable(), to apply now, in order and
+  // before any other call into this node. Callable at any time, also while a Ready is
+  // outstanding (after its own `committed`, if that is applied before the write): an entry
+  // on a quorum's stable storage need not wait for this node's write in progress. Empty while
+  // a Ready with committedAfterWrite is outstanding. The span is valid until the next call.
+  std::span<const Entry> applicable();
   bool hasReady() const noexcept;
   const Ready& ready();
   void advance();

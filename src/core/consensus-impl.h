@@ -47,7 +47,10 @@ class Consensus::Impl {
   // Output
   bool hasReady() const;
   std::span<const Message> sendable();
+  std::span<const Entry> applicable();
   const Ready& ready();
+  // Counts `committed` (the entries after applied_) as handed to the driver to apply.
+  void handOutCommitted(std::span<const Entry> committed);
   void advance();
 
   // State, read by Consensus's accessors.
@@ -159,6 +162,7 @@ class Consensus::Impl {
 
   HardState prevHardState_;
   std::vector<Entry> committedBuf_;
+  std::vector<Entry> applicableBuf_;
   Ready ready_;
   bool readyOutstanding_ = false;
 };

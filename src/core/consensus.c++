@@ -650,6 +650,34 @@ std::span<const Message> Consensus::Impl::sendable() {
   return fresh;
 }
 
+std::span<const Entry> Consensus::Impl::applicable() {
+  applicableBuf_.clear();
+  // A leader of one commits what its outstanding Ready writes: those wait for the write.
+  if (log_.committed <= applied_ || (readyOutstanding_ && ready_.committedAfterWrite)) return {};
+  // A snapshot taken in since the last ready() covers them: it comes in the next Ready.
+  if (applied_.next() < log_.firstIndex()) return {};
+  log_.entries(applied_.next(), log_.committed.next(), kMaxCommittedBytesPerReady, applicableBuf_);
+  handOutCommitted(applicableBuf_);
+  return applicableBuf_;
+}
+
+void Consensus::Impl::handOutCommitted(std::span<const Entry> committed) {
+  for (const Entry& e : committed) {
+    applied_ = e.index;
+    if (role_ == Role::Leader && e.term == term_)
+      uncommittedBytes_ -= std::min<uint64_t>(uncommittedBytes_, e.data.size());
+    if (e.type == EntryType::Membership) {
+      Membership m;
+      if (Membership::decode(e.data.view(), m)) applyMembership(m);
+    }
+  }
+  // A leader elected after C_old,new was appended finds it applied before its no-op (or
+  // applied it as a follower): applyMembership declined to leave it then (its no-op was
+  // pending), so it leaves it once the no-op is applied (§6; diss. §4.3). Without this the
+  // cluster stayed joint forever and refused every later change.
+  if (membership_.joint()) leaveJointIfApplied();
+}
+
 const Ready& Consensus::Impl::ready() {
   if (readyOutstanding_) throw std::logic_error("keel::Consensus::ready: the previous Ready was not advanced");
   if (broadcastPending_ || readRoundDue()) flushBatchedMessages();
@@ -684,20 +712,7 @@ const Ready& Consensus::Impl::ready() {
       log_.entries(applied_.next(), log_.committed.next(), kMaxCommittedBytesPerReady, committedBuf_);
       ready_.committed = committedBuf_;
     }
-    for (const Entry& e : ready_.committed) {
-      applied_ = e.index;
-      if (role_ == Role::Leader && e.term == term_)
-        uncommittedBytes_ -= std::min<uint64_t>(uncommittedBytes_, e.data.size());
-      if (e.type == EntryType::Membership) {
-        Membership m;
-        if (Membership::decode(e.data.view(), m)) applyMembership(m);
-      }
-    }
-    // A leader elected after C_old,new was appended finds it applied before its no-op (or
-    // applied it as a follower): applyMembership declined to leave it then (its no-op was
-    // pending), so it leaves it once the no-op is applied (§6; diss. §4.3). Without this the
-    // cluster stayed joint forever and refused every later change.
-    if (membership_.joint()) leaveJointIfApplied();
+    handOutCommitted(ready_.committed);
   }
   ready_.messages = now_[cur_].span().subspan(nowSent_);  // the rest went out via sendable()
   nowSent_ = 0;
@@ -744,6 +759,7 @@ void Consensus::campaign() { impl_->campaign(Impl::Campaign::PreElection); }
 void Consensus::reportSnapshot(NodeId id, Index index, bool delivered) { impl_->reportSnapshot(id, index, delivered); }
 bool Consensus::hasReady() const noexcept { return impl_->hasReady(); }
 std::span<const Message> Consensus::sendable() { return impl_->sendable(); }
+std::span<const Entry> Consensus::applicable() { return impl_->applicable(); }
 const Ready& Consensus::ready() { return impl_->ready(); }
 void Consensus::advance() { impl_->advance(); }
 

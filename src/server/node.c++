@@ -246,8 +246,14 @@ void Node::process() {
   if (stopping_) return;
   if (syncing_) {
     // Our own write is in flight: what needs nothing durable (the leader's Appends of new
-    // proposals, heartbeats of read rounds) leaves now (diss. §10.2.1).
+    // proposals, heartbeats of read rounds) leaves now (diss. §10.2.1), and entries a quorum
+    // has on disk are applied and answered now.
     for (const Message& m : core_->sendable()) send(m);
+    std::span<const Entry> committed = core_->applicable();
+    if (!committed.empty()) {
+      applyCommitted(committed);
+      serveReads();
+    }
     return;
   }
   if (!core_->hasReady()) return;

@@ -216,6 +216,9 @@ class Simulation {
   void restart(Node& n);
   void processReadies(Node& n);
   void finishReady(Node& n);
+  // The state machine takes a Ready's snapshot (if any), then its committed entries.
+  void applyReady(Node& n, const Ready& rd);
+  void applyAll(Node& n, std::span<const Entry> committed);
   void apply(Node& n, const Entry& e);
   void deliver(Message& m);
   void send(const Message& m);

@@ -190,6 +190,14 @@ void Simulation::restart(Node& n) {
 }
 
 void Simulation::processReadies(Node& n) {
+  if (n.up() && !n.paused && n.syncing) {
+    // As the server does while its write is in flight: Appends of new proposals leave, and
+    // entries a quorum has on disk are applied.
+    for (const Message& m : n.core->sendable()) send(m);
+    std::span<const Entry> committed = n.core->applicable();
+    applyAll(n, committed);
+    if (!committed.empty()) serveReads(n);
+  }
   while (n.up() && !n.paused && !n.syncing && n.core->hasReady()) {
     Consensus& c = *n.core;
     const Ready& rd = c.ready();
@@ -225,6 +233,8 @@ void Simulation::processReadies(Node& n) {
                               " of term " + std::to_string(n.log->term(ci).value) + " by counting replicas");
     }
     n.ready = &rd;
+    // Entries a quorum has on disk go before this node's own write, as in the server.
+    if (!rd.committedAfterWrite) applyReady(n, rd);
     if (n.log->unsynced()) {
       n.syncing = true;
       int64_t delay = rng_.range(200'000, 2 * kMs) * n.diskFactor;
@@ -246,6 +256,15 @@ void Simulation::finishReady(Node& n) {
     trace(n, std::move(t));
   }
   for (const Message& m : rd.messagesAfterPersist) send(m);
+  if (rd.committedAfterWrite) applyReady(n, rd);
+  for (const ReadState& rs : rd.readStates) readReady(n, rs);
+  n.ready = nullptr;
+  n.syncing = false;
+  c.advance();
+  serveReads(n);
+}
+
+void Simulation::applyReady(Node& n, const Ready& rd) {
   if (rd.snapshot) {
     const Snapshot& s = *rd.snapshot;
     n.compacting.reset();  // of the state this snapshot replaces
@@ -259,18 +278,17 @@ void Simulation::finishReady(Node& n) {
     t.term = s.meta.term.value;
     trace(n, std::move(t));
   }
-  for (const Entry& e : rd.committed) apply(n, e);
-  if (!rd.committed.empty()) {
+  applyAll(n, rd.committed);
+}
+
+void Simulation::applyAll(Node& n, std::span<const Entry> committed) {
+  for (const Entry& e : committed) apply(n, e);
+  if (!committed.empty()) {
     Trace t(Trace::Apply);
-    t.n = rd.committed.size();
-    t.index = rd.committed.back().index.value;
+    t.n = committed.size();
+    t.index = committed.back().index.value;
     trace(n, std::move(t));
   }
-  for (const ReadState& rs : rd.readStates) readReady(n, rs);
-  n.ready = nullptr;
-  n.syncing = false;
-  c.advance();
-  serveReads(n);
 }
 
 void Simulation::apply(Node& n, const Entry& e) {

@@ -45,6 +45,15 @@ TEST(Regression, Seed76CopyOnARemovedNodeAfterSessionExpiry) { expectPasses(seed
 // now goes by the configuration of the node that committed the most.
 TEST(Regression, Seed1964RemovedServerStuckInJointConfiguration) { expectPasses(seed(1964)); }
 
+// Consensus::applicable() (entries committed while the node's write is in flight) once handed
+// out entries that a snapshot taken in since the last Ready covers, which the log no longer
+// held: they are now left to the Ready that carries the snapshot.
+TEST(Regression, Seed80EntriesCoveredByASnapshotTakenInDuringAWrite) {
+  Options o = seed(80);
+  o.faults = kAllFaults;
+  expectPasses(o);
+}
+
 // Sessions that expire all the time (100 ms of the log's clock): clients register again and
 // every seed still passes, exactly once.
 TEST(Sessions, ClientsRegisterAgainAfterExpiry) {

@@ -293,6 +293,8 @@ TEST(Consensus, CommittedEntriesWaitForTheWriteOnlyInAClusterOfOne) {
   ASSERT_EQ(solo.entries.size(), 1u);
   ASSERT_EQ(solo.committed.size(), 1u);  // counted before it is durable...
   EXPECT_TRUE(solo.committedAfterWrite);  // ...so it waits for the write
+  one.propose(1, "y");
+  EXPECT_TRUE(one[1].applicable().empty());  // nor does anything committed after it
   one.node(1).log->append(solo.entries);
   one[1].advance();
 
@@ -314,6 +316,38 @@ TEST(Consensus, CommittedEntriesWaitForTheWriteOnlyInAClusterOfOne) {
   EXPECT_FALSE(next.committedAfterWrite);  // "a" may be applied before "b" is written
   c.node(1).log->append(next.entries);
   leader.advance();
+}
+
+TEST(Consensus, ApplicableHandsOutWhatCommitsWhileTheWriteIsInFlight) {
+  Cluster c(3);
+  c.elect(1);
+  Consensus& leader = c[1];
+  leader.propose(Bytes("a"));
+  const Ready& rd = leader.ready();
+  std::vector<Message> appends(rd.messages.begin(), rd.messages.end());
+  c.node(1).log->append(rd.entries);
+  leader.advance();
+  leader.propose(Bytes("b"));
+  const Ready& writing = leader.ready();  // the leader's write of "b" is in flight...
+  ASSERT_EQ(writing.entries.size(), 1u);
+  EXPECT_TRUE(leader.applicable().empty());
+  // ...when follower 2 answers that "a" is on its disk: "a" is on a quorum's disks.
+  for (const Message& m : appends)
+    if (m.to == NodeId{2}) c[2].step(m);
+  const Ready& f = c[2].ready();
+  c.node(2).log->append(f.entries);
+  std::vector<Message> answers(f.messagesAfterPersist.begin(), f.messagesAfterPersist.end());
+  c[2].advance();
+  ASSERT_FALSE(answers.empty());
+  for (const Message& m : answers) leader.step(m);
+  std::span<const Entry> now = leader.applicable();
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_EQ(now[0].data.str(), "a");
+  EXPECT_EQ(leader.snapshotMeta().index, now[0].index);
+  EXPECT_TRUE(leader.applicable().empty());  // handed out once
+  c.node(1).log->append(writing.entries);
+  leader.advance();
+  EXPECT_FALSE(leader.hasReady() && !leader.ready().committed.empty());  // nor again in a Ready
 }
 
 TEST(Consensus, ANodeWithoutMembershipGrantsNoVote) {
