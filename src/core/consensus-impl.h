@@ -115,7 +115,7 @@ class Consensus::Impl {
   };
   void answerRead(NodeId from, uint64_t context, Index index);
   void releaseReads();
-  void sendReadRound(bool toAll = false);
+  void sendReadRound();
   void resetLease();
   void startReadsWaitingForCommit();
 
@@ -137,7 +137,6 @@ class Consensus::Impl {
   uint64_t readRound_ = 0;         // last round started
   uint64_t readRoundSent_ = 0;     // last round broadcast
   uint64_t readRoundAcked_ = 0;    // last round a quorum confirmed
-  std::vector<Peer*> roundTargets_;  // sendReadRound's scratch
   // A new round goes out once the last one sent is confirmed: one round in flight, so that
   // under load each round carries every read asked for while the previous one travelled.
   // (The heartbeat tick sends the newest round regardless, so a lost round delays, never

@@ -139,24 +139,8 @@ void Consensus::Impl::answerRead(NodeId from, uint64_t context, Index index) {
   if (Peer* p = peer(from)) m.commit = std::min(p->match, log_.committed);
 }
 
-void Consensus::Impl::sendReadRound(bool toAll) {
-  // §6.4 step 3 needs the answers of a quorum only. Outside joint consensus a round asked for
-  // by reads goes to as many voters as a quorum needs besides this leader: those that answered
-  // the latest rounds, so that the rest are spared a message per round. The heartbeat of each
-  // interval (toAll) still goes to every follower with the newest round, so a round that one
-  // of them fails to answer waits at most until then, and another takes its place.
-  if (toAll || membership_.joint()) {
-    broadcastHeartbeat(readRound_);
-  } else {
-    size_t need = membership_.voters.size() / 2 + 1 - (membership_.isVoter(cfg_.id) ? 1 : 0);
-    roundTargets_.clear();
-    for (Peer& p : peers_)
-      if (p.id != cfg_.id && membership_.isVoter(p.id)) roundTargets_.push_back(&p);
-    need = std::min(need, roundTargets_.size());
-    std::partial_sort(roundTargets_.begin(), roundTargets_.begin() + need, roundTargets_.end(),
-                      [](const Peer* a, const Peer* b) { return a->readAck > b->readAck; });
-    for (size_t k = 0; k < need; ++k) sendHeartbeat(*roundTargets_[k], readRound_);
-  }
+void Consensus::Impl::sendReadRound() {
+  broadcastHeartbeat(readRound_);
   readRoundSent_ = readRound_;
   if (cfg_.readMode == ReadMode::Lease && (leaseRounds_.empty() || leaseRounds_.back().round < readRound_))
     leaseRounds_.push_back(SentRound{readRound_, ticks_});

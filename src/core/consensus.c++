@@ -233,7 +233,7 @@ void Consensus::Impl::tick() {
     // With leases every heartbeat is a round of its own, so that its acknowledgements renew
     // the lease from the moment it was sent.
     if (cfg_.readMode == ReadMode::Lease && readRound_ == readRoundSent_) ++readRound_;
-    sendReadRound(true);
+    sendReadRound();
   }
   // Rounds older than a lease can no longer grant one.
   while (!leaseRounds_.empty() && leaseRounds_.front().tick + cfg_.leaseTicks() <= ticks_) leaseRounds_.pop_front();
