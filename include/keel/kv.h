@@ -89,7 +89,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -216,43 +215,6 @@ struct RecordLess {
   bool operator()(const Record& a, std::string_view b) const noexcept { return a.key() < b; }
   bool operator()(std::string_view a, const Record& b) const noexcept { return a < b.key(); }
 };
-using Records = std::set<Record, RecordLess>;
-
-// The records by key, hashed: a lookup touches two or three cache lines where the ordered set's
-// walk touches one per level (17 for 100k keys). 16 bytes per key plus the bucket array; it
-// holds the set's iterators, so it is rebuilt whenever the set is copied or replaced.
-class KeyIndex {
- public:
-  Records::iterator find(Records& data, std::string_view key) const {
-    auto h = index_.find(key);
-    return h == index_.end() ? data.end() : *h;
-  }
-  Records::const_iterator find(const Records& data, std::string_view key) const {
-    auto h = index_.find(key);
-    return h == index_.end() ? data.end() : Records::const_iterator(*h);
-  }
-  void add(Records::iterator it) { index_.insert(it); }
-  void remove(Records::iterator it) { index_.erase(it); }
-  void rebuild(const Records& data) {
-    index_.clear();
-    index_.reserve(data.size());
-    for (auto it = data.begin(); it != data.end(); ++it) index_.insert(it);
-  }
-
- private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>()(k); }
-    size_t operator()(Records::iterator it) const noexcept { return (*this)(it->key()); }
-  };
-  struct Eq {
-    using is_transparent = void;
-    bool operator()(Records::iterator a, Records::iterator b) const noexcept { return a == b; }
-    bool operator()(std::string_view k, Records::iterator b) const noexcept { return k == b->key(); }
-    bool operator()(Records::iterator a, std::string_view k) const noexcept { return a->key() == k; }
-  };
-  std::unordered_set<Records::iterator, Hash, Eq> index_;
-};
 }  // namespace kv::detail
 
 class KvStateMachine final : public StateMachine {
@@ -268,10 +230,6 @@ class KvStateMachine final : public StateMachine {
 
   KvStateMachine() : KvStateMachine(Options{}) {}
   explicit KvStateMachine(Options options);
-  KvStateMachine(const KvStateMachine& o);
-  KvStateMachine& operator=(const KvStateMachine& o);
-  KvStateMachine(KvStateMachine&&) = default;  // the set's nodes, and so the index, move along
-  KvStateMachine& operator=(KvStateMachine&&) = default;
 
   std::string apply(Index index, std::string_view command) override;
   std::string query(std::string_view request) const override;
@@ -300,7 +258,7 @@ class KvStateMachine final : public StateMachine {
     std::map<uint64_t, std::string> replies;  // seq -> reply, for seq >= ack
   };
 
-  using Records = kv::detail::Records;
+  using Records = std::set<kv::detail::Record, kv::detail::RecordLess>;
   class Snapshotter;
   friend class KvRestore;
   std::string applyWrite(kv::Op op, std::string_view body, bool& ok);
@@ -315,7 +273,6 @@ class KvStateMachine final : public StateMachine {
 
   Options options_;
   Records data_;
-  kv::detail::KeyIndex index_;  // of data_
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<uint64_t, uint64_t>> byActivity_;  // (lastActive, client)
   uint64_t clock_ = 0;

@@ -117,16 +117,6 @@ void Record::setValue(std::string_view value) const {
 
 KvStateMachine::KvStateMachine(Options options) : options_(options) {}
 
-KvStateMachine::KvStateMachine(const KvStateMachine& o)
-    : options_(o.options_), data_(o.data_), sessions_(o.sessions_), byActivity_(o.byActivity_), clock_(o.clock_) {
-  index_.rebuild(data_);
-}
-
-KvStateMachine& KvStateMachine::operator=(const KvStateMachine& o) {
-  if (this != &o) *this = KvStateMachine(o);
-  return *this;
-}
-
 std::map<std::string, std::string, std::less<>> KvStateMachine::data() const {
   std::map<std::string, std::string, std::less<>> out;
   for (const auto& r : data_) out.emplace_hint(out.end(), r.key(), r.value());
@@ -210,12 +200,12 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
     case Op::Put: {
       std::string_view value;
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
-      setRecord(index_.find(data_, key), key, value);
+      setRecord(data_.find(key), key, value);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Delete: {
       if (!r.bytes(key) || !r.done()) break;
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       if (it == data_.end()) return kv::replyStatus(Status::NotFound);
       eraseRecord(it);
       return kv::replyStatus(Status::Ok);
@@ -227,7 +217,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if ((flags & 1) && !r.bytes(expected)) break;
       if ((flags & 2) && !r.bytes(value)) break;
       if (!r.done()) break;
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       bool matches = (flags & 1) ? (it != data_.end() && it->value() == expected) : it == data_.end();
       if (!matches) {
         std::string out = kv::replyStatus(Status::CompareFailed);
@@ -243,7 +233,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       uint64_t raw;
       if (!r.bytes(key) || !r.u64(raw) || !r.done()) break;
       int64_t delta = static_cast<int64_t>(raw), current = 0, sum;
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       if (it != data_.end() && !parseInt64(it->value(), current)) return kv::replyStatus(Status::NotInteger);
       if (__builtin_add_overflow(current, delta, &sum)) return kv::replyStatus(Status::NotInteger);
       std::string value = std::to_string(sum);
@@ -255,7 +245,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
     case Op::Append: {
       std::string_view suffix;
       if (!r.bytes(key) || !r.bytes(suffix) || !r.done()) break;
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       std::string value = it == data_.end() ? std::string(suffix) : std::string(it->value()) + std::string(suffix);
       setRecord(it, key, value);
       std::string out = kv::replyStatus(Status::Ok);
@@ -266,7 +256,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       std::string_view value;
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
       std::string out = kv::replyStatus(Status::Ok);
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       out.push_back(it == data_.end() ? 0 : 1);
       if (it != data_.end()) putBytes(out, it->value());
       setRecord(it, key, value);
@@ -280,7 +270,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       bool good = true;
       for (auto& [k, v] : pairs) good = good && r.bytes(k) && r.bytes(v);
       if (!good || !r.done()) break;
-      for (auto& [k, v] : pairs) setRecord(index_.find(data_, k), k, v);
+      for (auto& [k, v] : pairs) setRecord(data_.find(k), k, v);
       return kv::replyStatus(Status::Ok);
     }
     case Op::DeleteMany: {
@@ -292,7 +282,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       if (!good || !r.done()) break;
       uint64_t deleted = 0;
       for (auto k : keys) {
-        auto it = index_.find(data_, k);
+        auto it = data_.find(k);
         if (it != data_.end()) {
           eraseRecord(it);
           ++deleted;
@@ -306,7 +296,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       uint8_t cond;
       std::string_view value;
       if (!r.u8(cond) || cond < 1 || cond > 2 || !r.bytes(key) || !r.bytes(value) || !r.done()) break;
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       bool present = it != data_.end();
       if (present != (cond == static_cast<uint8_t>(kv::PutCondition::IfPresent))) {
         std::string out = kv::replyStatus(Status::CompareFailed);
@@ -331,7 +321,7 @@ std::string KvStateMachine::query(std::string_view request) const {
   if (op == static_cast<uint8_t>(Op::Get)) {
     std::string_view key;
     if (!r.bytes(key) || !r.done()) return kv::replyStatus(Status::BadRequest);
-    auto it = index_.find(data_, key);
+    auto it = data_.find(key);
     if (it == data_.end()) return kv::replyStatus(Status::NotFound);
     std::string out = kv::replyStatus(Status::Ok);
     putBytes(out, it->value());
@@ -368,7 +358,7 @@ std::string KvStateMachine::query(std::string_view request) const {
     for (uint64_t i = 0; i < n; ++i) {
       std::string_view key;
       if (!r.bytes(key)) return kv::replyStatus(Status::BadRequest);
-      auto it = index_.find(data_, key);
+      auto it = data_.find(key);
       out.push_back(it != data_.end() ? 1 : 0);
       if (it != data_.end()) putBytes(out, it->value());
     }
@@ -488,7 +478,7 @@ std::unique_ptr<SnapshotJob> KvStateMachine::beginSnapshot(SnapshotSink& sink) {
 
 void KvStateMachine::setRecord(Records::iterator it, std::string_view key, std::string_view value) {
   if (snapshotter_) snapshotter_->changing(key, it);
-  if (it == data_.end()) index_.add(data_.emplace(key, value).first);
+  if (it == data_.end()) data_.emplace(key, value);
   else it->setValue(value);
 }
 
@@ -497,7 +487,6 @@ void KvStateMachine::eraseRecord(Records::iterator it) {
     snapshotter_->changing(it->key(), it);
     snapshotter_->erasing(it);
   }
-  index_.remove(it);
   data_.erase(it);
 }
 
@@ -549,7 +538,6 @@ bool KvStateMachine::restore(std::string_view snapshot) {
   sessions_ = std::move(sessions);
   byActivity_ = std::move(byActivity);
   data_ = std::move(data);
-  index_.rebuild(data_);
   return true;
 }
 
@@ -611,7 +599,6 @@ class KvRestore final : public SnapshotRestore {
     sm_.sessions_ = std::move(sessions_);
     sm_.byActivity_ = std::move(byActivity_);
     sm_.data_ = std::move(data_);
-    sm_.index_.rebuild(sm_.data_);
   }
 
  private:
