@@ -448,5 +448,86 @@ TEST(KvDeterminism, SameCommandsSameStateAndReplies) {
   EXPECT_LE(a.sessionCount(), 4u);
 }
 
+// Lookups agree with a plain map after every kind of change, and after copies, moves and
+// restores of the machine.
+TEST(KvModel, LookupsAgreeWithAMapThroughCopiesMovesAndRestores) {
+  using Model = std::map<std::string, std::string>;
+  auto expectAgrees = [](const KvStateMachine& sm, const Model& model, const char* where) {
+    for (int k = 0; k < 200; ++k) {
+      std::string key = "key" + std::to_string(k);
+      Reply r = decode(Op::Get, sm.query(kv::encodeGet(key)));
+      auto it = model.find(key);
+      if (it == model.end()) {
+        ASSERT_EQ(r.status, Status::NotFound) << where << ": " << key;
+      } else {
+        ASSERT_EQ(r.status, Status::Ok) << where << ": " << key;
+        ASSERT_EQ(r.value, it->second) << where << ": " << key;
+      }
+    }
+    ASSERT_EQ(sm.size(), model.size()) << where;
+  };
+  KvStateMachine sm;
+  Model model;
+  std::mt19937_64 rng(7);
+  uint64_t index = 0;
+  auto step = [&](KvStateMachine& m, Model& mm) {
+    std::string key = "key" + std::to_string(rng() % 200);
+    // Values on both sides of the inline limit, so that records move between their storages.
+    std::string value(rng() % 3 ? rng() % 8 : 20 + rng() % 40, char('a' + rng() % 26));
+    switch (rng() % 4) {
+      case 0:
+      case 1:
+        m.apply(Index{++index}, stamped(kv::encodePut({}, key, value), 1));
+        mm[key] = value;
+        break;
+      case 2:
+        m.apply(Index{++index}, stamped(kv::encodeDelete({}, key), 1));
+        mm.erase(key);
+        break;
+      default: {
+        auto it = mm.find(key);
+        std::optional<std::string> expected;
+        if (it != mm.end() && rng() % 2) expected = it->second;
+        Reply r = decode(Op::Cas, m.apply(Index{++index}, stamped(kv::encodeCas({}, key, expected, value), 1)));
+        if (r.ok()) mm[key] = value;
+      }
+    }
+  };
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 1000; ++i) step(sm, model);
+    expectAgrees(sm, model, "applied");
+  }
+  // A copy has its own index: changes to either leave the other's lookups right.
+  KvStateMachine copy = sm;
+  Model copyModel = model;
+  for (int i = 0; i < 1000; ++i) step(sm, model);
+  for (int i = 0; i < 1000; ++i) step(copy, copyModel);
+  expectAgrees(sm, model, "original after copy");
+  expectAgrees(copy, copyModel, "copy");
+  KvStateMachine assigned;
+  assigned = copy;
+  expectAgrees(assigned, copyModel, "copy-assigned");
+  KvStateMachine moved = std::move(copy);
+  for (int i = 0; i < 1000; ++i) step(moved, copyModel);
+  expectAgrees(moved, copyModel, "moved");
+  // Restored whole and streamed: lookups work, and so do changes after them.
+  Collect snap;
+  sm.snapshot(snap);
+  KvStateMachine whole;
+  ASSERT_TRUE(whole.restore(snap.all()));
+  expectAgrees(whole, model, "restored");
+  KvStateMachine streamed;
+  auto r = streamed.beginRestore();
+  r->write(snap.all());
+  ASSERT_TRUE(r->finish());
+  r->apply();
+  expectAgrees(streamed, model, "streamed restore");
+  Model model2 = model;
+  for (int i = 0; i < 1000; ++i) step(whole, model);
+  for (int i = 0; i < 1000; ++i) step(streamed, model2);
+  expectAgrees(whole, model, "changed after restore");
+  expectAgrees(streamed, model2, "changed after streamed restore");
+}
+
 }  // namespace
 }  // namespace keel
