@@ -419,6 +419,9 @@ void Node::maybeCompact(bool force) {
   // copied.
   uint64_t have = log_->firstIndex().value - 1;  // the index of the log's snapshot
   if (applied_ <= have) return;
+  // Entries applied while this node's own write was in flight (Consensus::applicable()) may not
+  // have reached its log yet: the snapshot waits for the Ready that hands them to it.
+  if (applied_ > log_->lastIndex().value) return;
   if (!force) {
     if (applied_ - have < options_.snapshotEntries) return;
     // diss. §5.1: snapshotting costs the whole state each time, so wait until the log since the
