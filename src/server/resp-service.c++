@@ -127,6 +127,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   std::string out;
   size_t outSent = 0;  // bytes of `out` already written
   bool waitingToRead = false, waitingToWrite = false, closing = false, closed = false;
+  static constexpr int kReadsPerTurn = 8;
   char buf[16384];
 
   void start() { readMore(); }
@@ -145,10 +146,19 @@ struct Connection : std::enable_shared_from_this<Connection> {
   }
 
   // Reads and starts commands until the socket is drained (then waits for its next edge), the
-  // client closed its side, or too much is queued (then finished() reads again).
+  // client closed its side, or too much is queued (then finished() reads again). A client that
+  // keeps the socket full yields the loop every few reads.
   void readMore() {
-    while (!waitingToRead && !closing && !closed) {
+    for (int reads = 0; !waitingToRead && !closing && !closed; ++reads) {
       if (slots.size() >= RespServer::kMaxInFlight || out.size() - outSent >= RespServer::kMaxOutputBytes) return;
+      if (reads == kReadsPerTurn) {
+        waitingToRead = true;
+        tasks.add(kj::evalLater([self = shared_from_this()]() {
+          self->waitingToRead = false;
+          self->readMore();
+        }));
+        return;
+      }
       ssize_t n = ::read(fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return fail();  // reset by the peer
@@ -312,7 +322,18 @@ struct RespServer::Impl {
       KJ_IF_MAYBE(fd, s->getFd()) {
         int own = ::fcntl(*fd, F_DUPFD_CLOEXEC, 0);
         s = nullptr;
-        if (own >= 0) std::make_shared<Connection>(own, io.unixEventPort, backend, connTasks)->start();
+        std::shared_ptr<Connection> c;
+        if (own >= 0) {
+          // A connection that cannot be set up (no room in the event port) is dropped; the port
+          // goes on accepting.
+          KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+            c = std::make_shared<Connection>(own, io.unixEventPort, backend, connTasks);
+          })) {
+            ::close(own);
+            taskErrors.taskFailed(kj::mv(*e));
+          }
+        }
+        if (c) c->start();
       }
       return acceptLoop();
     });
