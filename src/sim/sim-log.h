@@ -39,7 +39,8 @@ class SimLog final : public Log {
   void setHardState(const HardState& hs) override;
   void append(std::span<const Entry> entries) override;
   void installSnapshot(const Snapshot& snapshot) override;
-  // Only with nothing unsynced (the simulator compacts between Readies).
+  // Only with no entries or snapshot unsynced (the simulator compacts between Readies); a
+  // queued hard state (a new commit index alone) becomes durable first.
   void compact(const Snapshot& snapshot) override;
   // Makes every queued write durable.
   void sync() override;

@@ -215,7 +215,8 @@ class Simulation {
   void crash(Node& n);
   void restart(Node& n);
   void processReadies(Node& n);
-  void finishReady(Node& n);
+  // synced: the Ready's writes wait for a sync (else they stay queued: a new commit alone).
+  void finishReady(Node& n, bool synced = true);
   // The state machine takes a Ready's snapshot (if any), then its committed entries.
   void applyReady(Node& n, const Ready& rd);
   void applyAll(Node& n, std::span<const Entry> committed);

@@ -219,10 +219,15 @@ void Simulation::processReadies(Node& n) {
     n.leaderTermAtLastReady = leader ? c.term().value : 0;
     for (const Message& m : rd.messages) send(m);
     n.log->setWriter(strict);
+    HardState was = n.log->hardState();
     if (rd.snapshot) n.log->installSnapshot(*rd.snapshot);
     n.log->append(rd.entries);
     if (rd.hardState) n.log->setHardState(*rd.hardState);
     n.log->setWriter(0);
+    // As in the server: a new commit index alone (volatile state, Raft paper Figure 2) is
+    // written without a sync; entries, a snapshot, a new term or vote wait for one.
+    bool mustSync = rd.snapshot || !rd.entries.empty() ||
+                    (rd.hardState && (rd.hardState->term != was.term || rd.hardState->vote != was.vote));
     if (strict && rd.hardState && rd.hardState->commit > n.log->durable().hardState().commit) {
       // §5.4.2 (Figure 2, "Rules for Servers: Leaders"): a leader moves its commit index only
       // to an entry of its current term; earlier entries commit with it, never by counting.
@@ -235,21 +240,21 @@ void Simulation::processReadies(Node& n) {
     n.ready = &rd;
     // Entries a quorum has on disk go before this node's own write, as in the server.
     if (!rd.committedAfterWrite) applyReady(n, rd);
-    if (n.log->unsynced()) {
+    if (mustSync && n.log->unsynced()) {
       n.syncing = true;
       int64_t delay = rng_.range(200'000, 2 * kMs) * n.diskFactor;
       schedule(now_ + delay, Event::SyncDone, n.id.value, n.epoch);
       return;
     }
-    finishReady(n);
+    finishReady(n, mustSync);
   }
 }
 
-void Simulation::finishReady(Node& n) {
+void Simulation::finishReady(Node& n, bool synced) {
   Consensus& c = *n.core;
   const Ready& rd = *n.ready;
-  n.log->sync();
-  if (rd.hardState || !rd.entries.empty()) {
+  if (synced) n.log->sync();
+  if (synced && (rd.hardState || !rd.entries.empty())) {
     Trace t(Trace::Sync);
     t.index = n.log->lastIndex().value;
     t.commit = n.log->hardState().commit.value;
