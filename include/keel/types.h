@@ -128,6 +128,10 @@ struct HardState {
   NodeId vote;
   Index commit;
   friend bool operator==(const HardState&, const HardState&) = default;
+  // Whether this state, replacing `before`, must be durable before anything that follows: a new
+  // term or vote must (Raft paper, Figure 2: persistent state); the commit index alone is
+  // volatile and may be written lazily.
+  bool mustPersistOver(const HardState& before) const { return term != before.term || vote != before.vote; }
 };
 
 // A cluster configuration. Outside a membership change `outgoing` is empty and decisions need

@@ -739,7 +739,7 @@ void SegmentedLog::setHardState(const HardState& hs) {
   if (hs == m.hs) return;
   // A term or vote change must be durable with the next batch; commit alone need not be. The
   // slot holding the latest record meant to be synced is never overwritten by an unsynced one.
-  bool needSync = hs.term != m.hs.term || hs.vote != m.hs.vote;
+  bool needSync = hs.mustPersistOver(m.hs);
   m.hs = hs;
   int slot = 1 - m.lastSyncedSlot;
   if (needSync) m.lastSyncedSlot = slot;

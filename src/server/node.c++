@@ -290,11 +290,9 @@ void Node::process() {
     // Tests only: the hard state is written with the lazy sync, after the entries it covers.
     unsafeTestHardState_ = *rd.hardState;
   } else if (rd.hardState) {
-    // Only a new term or vote must be durable before anything else happens; the commit index
-    // is volatile state (Raft paper, Figure 2), which the log writes without a sync, and a
-    // round trip through its I/O thread for it would hold back the next batch.
-    const HardState& was = log_->hardState();
-    wrote = wrote || rd.hardState->term != was.term || rd.hardState->vote != was.vote;
+    // A new commit index alone is written without a sync: a round trip through the log's I/O
+    // thread for it would hold back the next batch.
+    wrote = wrote || rd.hardState->mustPersistOver(log_->hardState());
     log_->setHardState(*rd.hardState);
   }
   if (!rd.entries.empty()) {

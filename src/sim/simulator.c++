@@ -224,10 +224,9 @@ void Simulation::processReadies(Node& n) {
     n.log->append(rd.entries);
     if (rd.hardState) n.log->setHardState(*rd.hardState);
     n.log->setWriter(0);
-    // As in the server: a new commit index alone (volatile state, Raft paper Figure 2) is
-    // written without a sync; entries, a snapshot, a new term or vote wait for one.
-    bool mustSync = rd.snapshot || !rd.entries.empty() ||
-                    (rd.hardState && (rd.hardState->term != was.term || rd.hardState->vote != was.vote));
+    // As in the server: a new commit index alone is written without a sync; entries, a
+    // snapshot, a new term or vote wait for one.
+    bool mustSync = rd.snapshot || !rd.entries.empty() || (rd.hardState && rd.hardState->mustPersistOver(was));
     if (strict && rd.hardState && rd.hardState->commit > n.log->durable().hardState().commit) {
       // §5.4.2 (Figure 2, "Rules for Servers: Leaders"): a leader moves its commit index only
       // to an entry of its current term; earlier entries commit with it, never by counting.
