@@ -52,12 +52,27 @@ Outcome<T> fail(ClientError e, std::string detail) {
   return o;
 }
 
+// How long past its deadline a call's answer is waited for before it counts as a timeout.
+constexpr uint32_t kAnswerGraceMs = 1000;
+
+// Deadlines and delays are measured on the monotonic clock itself. The timer's now() only
+// moves when this thread's event loop waits: a synchronous caller that did something else
+// for longer than its timeout between two calls would otherwise start the next one with a
+// deadline already in the past. (The timer of a kj::setupAsyncIo() context, which every
+// AsyncIoContext is, runs on systemPreciseMonotonicClock(), so atTime() takes its times.)
+kj::TimePoint clockNow() { return kj::systemPreciseMonotonicClock().now(); }
+
 // One connection. Its proposes and queries go out in batches (Keel.batch): the calls made in
 // one event-loop turn share one message each way, which is what a node's time per call is
-// mostly spent on. A batch is at most kMaxBatchCalls calls or kMaxBatchBytes of payload.
+// mostly spent on. A batch is at most kMaxBatchCalls calls or kMaxBatchBytes of payload. The
+// node answers each call by the deadline it was given; should it not (a call lost with a
+// connection that never reports the loss), the batch's calls time out kAnswerGraceMs after
+// the latest of those deadlines: one timer per batch, not one per call.
 struct Conn {
   static constexpr size_t kMaxBatchCalls = 1024;
   static constexpr size_t kMaxBatchBytes = 1 << 20;
+
+  explicit Conn(kj::Timer& t) : timer(t) {}
 
   struct Call {
     bool query = false;
@@ -76,6 +91,7 @@ struct Conn {
     }
   };
 
+  kj::Timer& timer;
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyClient> rpc;
   wire::Node::Client cap = nullptr;
@@ -112,9 +128,11 @@ struct Conn {
     auto& calls = sent->calls;
     auto req = cap.batchRequest(capnp::MessageSize{bytes / 8 + calls.size() * 6 + 8, 0});
     auto out = req.initCalls(uint(calls.size()));
+    uint32_t longestMs = 0;
     for (size_t i = 0; i < calls.size(); ++i) {
       auto c = out[uint(i)];
       c.setTimeoutMs(calls[i].timeoutMs);
+      longestMs = std::max(longestMs, calls[i].timeoutMs);
       if (calls[i].query) {
         c.setQuery(bytesOf(calls[i].payload));
         c.setConsistency(calls[i].read == Read::Stale ? wire::Consistency::STALE : wire::Consistency::LINEARIZABLE);
@@ -122,6 +140,13 @@ struct Conn {
         c.setPropose(bytesOf(calls[i].payload));
       }
     }
+    auto giveUp = timer.atTime(clockNow() + (longestMs + kAnswerGraceMs) * kj::MILLISECONDS).then([sent]() {
+      for (Call& c : sent->calls) {
+        Reply r;
+        r.status = wire::Status::TIMEOUT;
+        if (c.fulfiller->isWaiting()) c.fulfiller->fulfill(kj::mv(r));
+      }
+    });
     batches.add(req.send().then(
         [sent](capnp::Response<wire::Keel::BatchResults>&& r) {
           auto replies = r.getReplies();
@@ -137,16 +162,19 @@ struct Conn {
         },
         [sent](kj::Exception&& e) {
           for (Call& c : sent->calls) c.fulfiller->reject(kj::cp(e));
-        }));
+        }).exclusiveJoin(kj::mv(giveUp)));
   }
 };
 
 }  // namespace
 
 struct Client::Impl {
-  // How long past its deadline a call's answer is waited for before it counts as a timeout.
-  static constexpr uint32_t kAnswerGraceMs = 1000;
-  using Sender = std::function<kj::Promise<Reply>(Conn& conn, uint32_t remainingMs)>;
+  // One attempt's call on a connection. Shared, not copied, by a request's retries.
+  // `batched`: it goes through Conn::call, whose batch has a timer of its own.
+  struct Sender {
+    std::shared_ptr<const std::function<kj::Promise<Reply>(Conn& conn, uint32_t remainingMs)>> fn;
+    bool batched = false;
+  };
 
   Options options;
   std::optional<kj::AsyncIoContext> ownIo;
@@ -224,7 +252,7 @@ struct Client::Impl {
                     .then(
                         [this, address, over](kj::Own<kj::AsyncIoStream> stream) {
                           *over = true;
-                          auto c = kj::heap<Conn>();
+                          auto c = kj::heap<Conn>(*timer);
                           c->stream = net::buffered(kj::mv(stream));
                           c->rpc = kj::heap<capnp::TwoPartyClient>(*c->stream);
                           c->cap = c->rpc->bootstrap().castAs<wire::Node>();
@@ -284,20 +312,28 @@ struct Client::Impl {
         return request(send, idempotent, deadline, attempt + 1, sentNow, calls);
       });
     };
-    // The node answers by the deadline it was given; should it not (a connect that hangs, a call
-    // lost with a connection that never reports the loss), the client does not wait past it.
-    auto giveUp = after((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
-      Reply r;
-      r.status = wire::Status::TIMEOUT;
-      return r;
-    });
-    return connectConn(address)
-        .then([send, remaining, calls](Conn* conn) mutable {
-          if (calls) ++*calls;
-          return send(*conn, remaining);
-        })
-        .exclusiveJoin(kj::mv(giveUp))
-        .then(
+    kj::Promise<Reply> reply = nullptr;
+    auto open = conns.find(address);
+    if (open != conns.end() && send.batched) {
+      // The usual case: straight into the connection's next batch, whose timer bounds the wait.
+      if (calls) ++*calls;
+      reply = (*send.fn)(*open->second, remaining);
+    } else {
+      // The node answers by the deadline it was given; should it not (a connect that hangs, a
+      // call lost with a connection that never reports the loss), the client does not wait past it.
+      auto giveUp = after((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
+        Reply r;
+        r.status = wire::Status::TIMEOUT;
+        return r;
+      });
+      reply = connectConn(address)
+                  .then([send, remaining, calls](Conn* conn) mutable {
+                    if (calls) ++*calls;
+                    return (*send.fn)(*conn, remaining);
+                  })
+                  .exclusiveJoin(kj::mv(giveUp));
+    }
+    return reply.then(
             [this, address, idempotent, sent, retry](Reply r) mutable -> kj::Promise<Outcome<std::string>> {
               switch (r.status) {
                 case wire::Status::OK: {
@@ -351,23 +387,25 @@ struct Client::Impl {
             });
   }
 
-  // Deadlines and delays are measured on the monotonic clock itself. The timer's now() only
-  // moves when this thread's event loop waits: a synchronous caller that did something else
-  // for longer than its timeout between two calls would otherwise start the next one with a
-  // deadline already in the past. (The timer of a kj::setupAsyncIo() context, which every
-  // AsyncIoContext is, runs on systemPreciseMonotonicClock(), so atTime() takes its times.)
-  static kj::TimePoint clockNow() { return kj::systemPreciseMonotonicClock().now(); }
   kj::Promise<void> after(kj::Duration d) { return timer->atTime(clockNow() + d); }
   kj::TimePoint deadline() { return clockNow() + options.timeoutMs * kj::MILLISECONDS; }
 
+  template <typename F>
+  static Sender sender(F fn, bool batched) {
+    return Sender{std::make_shared<const std::function<kj::Promise<Reply>(Conn&, uint32_t)>>(kj::mv(fn)), batched};
+  }
+
   static Sender proposer(std::string command) {
-    return [command = std::move(command)](Conn& conn, uint32_t ms) {
-      return conn.call(false, command, Read::Linearizable, ms);
-    };
+    return sender(
+        [command = std::move(command)](Conn& conn, uint32_t ms) {
+          return conn.call(false, command, Read::Linearizable, ms);
+        },
+        true);
   }
 
   static Sender querier(std::string query, Read read) {
-    return [query = std::move(query), read](Conn& conn, uint32_t ms) { return conn.call(true, query, read, ms); };
+    return sender([query = std::move(query), read](Conn& conn, uint32_t ms) { return conn.call(true, query, read, ms); },
+                  true);
   }
 
   kj::Promise<Outcome<uint64_t>> session() {
@@ -399,49 +437,69 @@ struct Client::Impl {
     return branch;
   }
 
+  // A write's command for a session; shared, not copied, by its retries.
+  using Encoder = std::shared_ptr<const std::function<std::string(kv::SessionRef)>>;
+  template <typename F>
+  static Encoder encoder(F fn) {
+    return std::make_shared<const std::function<std::string(kv::SessionRef)>>(kj::mv(fn));
+  }
+
   // A key-value write: encode(session) -> decoded reply. Re-registers once if the session expired.
-  kj::Promise<Outcome<kv::Reply>> write(kv::Op op, std::function<std::string(kv::SessionRef)> encode,
-                                        bool again = true) {
-    return session().then([this, op, encode, again](Outcome<uint64_t> s) -> kj::Promise<Outcome<kv::Reply>> {
-      if (!s.ok()) return fail<kv::Reply>(s.error, s.detail);
-      kv::SessionRef ref;
-      if (options.sessions) {
-        ref.client = s.value;
-        ref.seq = nextSeq++;
-        outstanding.insert(ref.seq);
-        ref.ack = *outstanding.begin();
-      }
-      auto calls = std::make_shared<uint32_t>(0);
-      return request(proposer(encode(ref)), options.sessions, deadline(), 0, false, calls)
-          .then([this, op, encode, again, ref, calls](Outcome<std::string> out) -> kj::Promise<Outcome<kv::Reply>> {
-            outstanding.erase(ref.seq);
-            if (!out.ok()) return fail<kv::Reply>(out.error, out.detail);
-            Outcome<kv::Reply> o;
-            if (!kv::decodeReply(op, out.value, o.value)) {
-              return fail<kv::Reply>(ClientError::Rejected, "undecodable reply");
-            }
-            if (o.value.status == kv::Status::SessionExpired && ref.client == clientId) {
-              clientId = 0;  // later writes need a new session
-              // The answer of the only copy sent: it never applied, so it may go again in a new
-              // session. After several copies an earlier one may have applied before the session
-              // expired (its cached reply is gone): the outcome is unknown (found by keel-sim's
-              // retry-expired-writes defect).
-              if (again && *calls == 1) return write(op, encode, false);
-              return fail<kv::Reply>(ClientError::UnknownOutcome,
-                                     "the session expired while the write was retried; it may have applied");
-            }
-            return o;
-          });
+  kj::Promise<Outcome<kv::Reply>> write(kv::Op op, Encoder encode, bool again = true) {
+    if (!options.sessions || clientId) {
+      // The session is known (or not used): no turn spent on session().
+      Outcome<uint64_t> s;
+      s.value = clientId;
+      return writeIn(kj::mv(s), op, kj::mv(encode), again);
+    }
+    return session().then([this, op, encode = kj::mv(encode), again](Outcome<uint64_t> s) mutable {
+      return writeIn(kj::mv(s), op, kj::mv(encode), again);
     });
   }
 
-  kj::Promise<Outcome<kv::Reply>> read(kv::Op op, std::string q, Read how) {
-    return request(querier(std::move(q), how), true, deadline()).then([op](Outcome<std::string> out) {
-      if (!out.ok()) return fail<kv::Reply>(out.error, out.detail);
-      Outcome<kv::Reply> o;
-      if (!kv::decodeReply(op, out.value, o.value)) return fail<kv::Reply>(ClientError::Rejected, "undecodable reply");
-      return o;
-    });
+  kj::Promise<Outcome<kv::Reply>> writeIn(Outcome<uint64_t> s, kv::Op op, Encoder encode, bool again) {
+    if (!s.ok()) return fail<kv::Reply>(s.error, s.detail);
+    kv::SessionRef ref;
+    if (options.sessions) {
+      ref.client = s.value;
+      ref.seq = nextSeq++;
+      outstanding.insert(ref.seq);
+      ref.ack = *outstanding.begin();
+    }
+    auto calls = std::make_shared<uint32_t>(0);
+    return request(proposer((*encode)(ref)), options.sessions, deadline(), 0, false, calls)
+        .then([this, op, encode, again, ref, calls](Outcome<std::string> out) -> kj::Promise<Outcome<kv::Reply>> {
+          outstanding.erase(ref.seq);
+          if (!out.ok()) return fail<kv::Reply>(out.error, out.detail);
+          Outcome<kv::Reply> o;
+          if (!kv::decodeReply(op, out.value, o.value)) {
+            return fail<kv::Reply>(ClientError::Rejected, "undecodable reply");
+          }
+          if (o.value.status == kv::Status::SessionExpired && ref.client == clientId) {
+            clientId = 0;  // later writes need a new session
+            // The answer of the only copy sent: it never applied, so it may go again in a new
+            // session. After several copies an earlier one may have applied before the session
+            // expired (its cached reply is gone): the outcome is unknown (found by keel-sim's
+            // retry-expired-writes defect).
+            if (again && *calls == 1) return write(op, encode, false);
+            return fail<kv::Reply>(ClientError::UnknownOutcome,
+                                   "the session expired while the write was retried; it may have applied");
+          }
+          return o;
+        });
+  }
+
+  // A key-value read: the decoded reply, handed to `finish` in the same continuation.
+  template <typename F>
+  auto read(kv::Op op, std::string q, Read how, F finish) {
+    return request(querier(std::move(q), how), true, deadline())
+        .then([op, finish = kj::mv(finish)](Outcome<std::string> out) mutable {
+          Outcome<kv::Reply> o;
+          if (!out.ok()) o = fail<kv::Reply>(out.error, out.detail);
+          else if (!kv::decodeReply(op, out.value, o.value))
+            o = fail<kv::Reply>(ClientError::Rejected, "undecodable reply");
+          return finish(kj::mv(o));
+        });
   }
 };
 
@@ -487,29 +545,32 @@ Outcome<std::string> Client::propose(std::string command) { return proposeAsync(
 Outcome<std::string> Client::query(std::string q, Read read) { return queryAsync(std::move(q), read).wait(waitScope()); }
 
 kj::Promise<Outcome<bool>> Client::putAsync(std::string key, std::string value) {
-  return impl_->write(kv::Op::Put, [key, value](kv::SessionRef s) { return kv::encodePut(s, key, value); })
+  return impl_->write(kv::Op::Put, Impl::encoder([key = std::move(key), value = std::move(value)](kv::SessionRef s) {
+                        return kv::encodePut(s, key, value);
+                      }))
       .then([](Outcome<kv::Reply> r) { return fromKv(r, true); });
 }
 kj::Promise<Outcome<std::string>> Client::getAsync(std::string key, Read read) {
-  return impl_->read(kv::Op::Get, kv::encodeGet(key), read).then([](Outcome<kv::Reply> r) {
-    std::string v = r.value.value;
+  return impl_->read(kv::Op::Get, kv::encodeGet(key), read, [](Outcome<kv::Reply> r) {
+    std::string v = std::move(r.value.value);
     return fromKv(r, std::move(v));
   });
 }
 kj::Promise<Outcome<bool>> Client::delAsync(std::string key) {
-  return impl_->write(kv::Op::Delete, [key](kv::SessionRef s) { return kv::encodeDelete(s, key); })
+  return impl_->write(kv::Op::Delete,
+                      Impl::encoder([key = std::move(key)](kv::SessionRef s) { return kv::encodeDelete(s, key); }))
       .then([](Outcome<kv::Reply> r) { return fromKv(r, true); });
 }
 kj::Promise<Outcome<std::string>> Client::casAsync(std::string key, std::optional<std::string> expected,
                                                     std::optional<std::string> value) {
   return impl_
-      ->write(kv::Op::Cas,
-              [key, expected, value](kv::SessionRef s) {
+      ->write(kv::Op::Cas, Impl::encoder([key = std::move(key), expected = std::move(expected),
+                                          value = std::move(value)](kv::SessionRef s) {
                 std::optional<std::string_view> e, v;
                 if (expected) e = *expected;
                 if (value) v = *value;
                 return kv::encodeCas(s, key, e, v);
-              })
+              }))
       .then([](Outcome<kv::Reply> r) {
         if (r.ok() && r.value.status == kv::Status::CompareFailed) {
           auto o = fail<std::string>(ClientError::CompareFailed,
@@ -523,8 +584,8 @@ kj::Promise<Outcome<std::string>> Client::casAsync(std::string key, std::optiona
 kj::Promise<Outcome<std::vector<std::pair<std::string, std::string>>>> Client::scanAsync(std::string start,
                                                                                          std::string end,
                                                                                          uint32_t limit, Read read) {
-  return impl_->read(kv::Op::Scan, kv::encodeScan(start, end, limit), read).then([](Outcome<kv::Reply> r) {
-    auto pairs = r.value.pairs;
+  return impl_->read(kv::Op::Scan, kv::encodeScan(start, end, limit), read, [](Outcome<kv::Reply> r) {
+    auto pairs = std::move(r.value.pairs);
     return fromKv(r, std::move(pairs));
   });
 }
@@ -578,7 +639,7 @@ Outcome<bool> Client::changeMembership(Change change, uint64_t node, std::string
   auto kind = change == Change::AddLearner ? wire::ChangeKind::ADD_LEARNER
               : change == Change::AddVoter ? wire::ChangeKind::ADD_VOTER
                                            : wire::ChangeKind::REMOVE;
-  Impl::Sender send = [kind, node, address](Conn& conn, uint32_t ms) {
+  auto send = Impl::sender([kind, node, address](Conn& conn, uint32_t ms) {
     auto req = conn.cap.changeMembershipRequest();
     req.setKind(kind);
     req.setNode(node);
@@ -587,7 +648,7 @@ Outcome<bool> Client::changeMembership(Change change, uint64_t node, std::string
     return req.send().then([](capnp::Response<wire::Keel::ChangeMembershipResults>&& r) {
       return Reply{r.getStatus(), "", r.getRedirect().getLeaderAddress()};
     });
-  };
+  }, false);
   auto out = impl_->request(send, true, impl_->deadline()).wait(waitScope());
   if (!out.ok()) return fail<bool>(out.error, out.detail);
   Outcome<bool> o;
@@ -597,7 +658,7 @@ Outcome<bool> Client::changeMembership(Change change, uint64_t node, std::string
 
 Outcome<uint64_t> Client::transferLeadership(uint64_t to) {
   uint64_t leaderId = 0;
-  Impl::Sender send = [to, &leaderId](Conn& conn, uint32_t ms) {
+  auto send = Impl::sender([to, &leaderId](Conn& conn, uint32_t ms) {
     auto req = conn.cap.transferLeadershipRequest();
     req.setTo(to);
     req.setTimeoutMs(ms);
@@ -605,7 +666,7 @@ Outcome<uint64_t> Client::transferLeadership(uint64_t to) {
       leaderId = r.getRedirect().getLeader();
       return Reply{r.getStatus(), "", r.getRedirect().getLeaderAddress()};
     });
-  };
+  }, false);
   auto out = impl_->request(send, false, impl_->deadline()).wait(waitScope());
   impl_->leader.clear();
   if (!out.ok()) return fail<uint64_t>(out.error, out.detail);

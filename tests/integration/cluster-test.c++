@@ -165,6 +165,18 @@ TEST(Client, ANodeThatNeverAnswersTimesOutTheCall) {
   EXPECT_EQ(got.error, ClientError::Timeout) << got.detail;
   EXPECT_LT(s, 3.0);
   EXPECT_FALSE(held.empty());
+  // The next call finds the connection open and goes into a batch: the batch's timer bounds it.
+  t0 = std::chrono::steady_clock::now();
+  got = c.getAsync("k2")
+            .exclusiveJoin(io.provider->getTimer().afterDelay(10 * kj::SECONDS).then([]() {
+              ADD_FAILURE() << "the batched call waited for good";
+              return Outcome<std::string>{};
+            }))
+            .wait(io.waitScope);
+  s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(got.error, ClientError::Timeout) << got.detail;
+  EXPECT_LT(s, 3.0);
+  EXPECT_EQ(held.size(), 1u);  // the same connection
 }
 
 // A synchronous caller may do other things between calls: a client whose thread was away for
