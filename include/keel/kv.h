@@ -83,6 +83,8 @@
 
 #include <keel/state-machine.h>
 
+#include <absl/container/btree_set.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -184,15 +186,18 @@ std::string replyStatus(Status s);
 namespace kv::detail {
 // One key and its value in 40 bytes: both inline when together they fit in 32 bytes (a 16-byte
 // key and a 16-byte value do), else in one heap block. A std::map<std::string, std::string> node
-// costs 112 bytes plus 32 for a value past 15 bytes (the string's inline capacity); a set of
-// Records costs 80 per key. The value may change in place (`setValue` is const: the key, which
-// orders the set, does not change).
+// costs 112 bytes plus 32 for a value past 15 bytes (the string's inline capacity); a std::set
+// of Records 80 per key; a B-tree of them, whose nodes hold several Records side by side, about
+// 50. The value may change in place (`setValue` is const: the key, which orders the set, does
+// not change). Movable: a B-tree moves its values between nodes.
 class Record {
  public:
   static constexpr size_t kInline = 32;
   Record(std::string_view key, std::string_view value);
   Record(const Record& o) : Record(o.key(), o.value()) {}
+  Record(Record&& o) noexcept;
   Record& operator=(const Record&) = delete;
+  Record& operator=(Record&& o) noexcept;
   ~Record() {
     if (!isInline()) ::operator delete(heap_);
   }
@@ -258,7 +263,10 @@ class KvStateMachine final : public StateMachine {
     std::map<uint64_t, std::string> replies;  // seq -> reply, for seq >= ack
   };
 
-  using Records = std::set<kv::detail::Record, kv::detail::RecordLess>;
+  // A B-tree: a lookup or an insert touches a handful of nodes of several records each, where a
+  // red-black tree (std::set) touched one node per level, each a likely cache miss. Its
+  // iterators do not survive a change of the set.
+  using Records = absl::btree_set<kv::detail::Record, kv::detail::RecordLess>;
   class Snapshotter;
   friend class KvRestore;
   std::string applyWrite(kv::Op op, std::string_view body, bool& ok);

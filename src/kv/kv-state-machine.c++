@@ -93,6 +93,22 @@ Record::Record(std::string_view key, std::string_view value) {
   if (!value.empty()) std::memcpy(p + key.size(), value.data(), value.size());
 }
 
+Record::Record(Record&& o) noexcept : klen_(o.klen_), vlen_(o.vlen_) {
+  std::memcpy(inline_, o.inline_, kInline);  // the bytes, or the pointer to them
+  o.klen_ = o.vlen_ = 0;                     // empty and inline: owns nothing
+}
+
+Record& Record::operator=(Record&& o) noexcept {
+  if (this != &o) {
+    if (!isInline()) ::operator delete(heap_);
+    klen_ = o.klen_;
+    vlen_ = o.vlen_;
+    std::memcpy(inline_, o.inline_, kInline);
+    o.klen_ = o.vlen_ = 0;
+  }
+  return *this;
+}
+
 void Record::setValue(std::string_view value) const {
   size_t k = klen_;
   if (value.size() > UINT32_MAX - k) throw std::length_error("KvStateMachine: a key and value of 4 GiB or more");
@@ -375,14 +391,15 @@ std::string KvStateMachine::query(std::string_view request) const {
 }
 
 // Writes the snapshot of the state as it was when it was made. The records go in key order;
-// `next_` is the first record of data_ past the last one written. A record about to change (or
+// each slice resumes at the first record of data_ past the last key written (a change of data_
+// invalidates the B-tree's iterators, so none is kept between slices). A record about to change (or
 // appear, or go) past that point first leaves its value of then (or its absence) in `before_`,
 // and the writing takes from `before_` what it holds: the merge of the two, in key order, is
 // the state at the start. Every record written counts down the number the snapshot announced.
 class KvStateMachine::Snapshotter final : public SnapshotJob {
  public:
   Snapshotter(const KvStateMachine& sm, SnapshotSink& sink)
-      : sm_(sm), w_(sink, sm.options_.snapshotChunkBytes), next_(sm.data_.begin()) {
+      : sm_(sm), w_(sink, sm.options_.snapshotChunkBytes) {
     if (sm_.snapshotter_) throw std::logic_error("KvStateMachine: a snapshot is already under way");
     std::string& b = w_.buf();
     b.append(kMagic);
@@ -412,26 +429,28 @@ class KvStateMachine::Snapshotter final : public SnapshotJob {
     if (done_) return true;
     std::string& b = w_.buf();
     size_t wrote = 0;
+    // Nothing changes data_ during a slice: `next` is valid until it returns.
+    auto next = started_ ? sm_.data_.upper_bound(std::string_view(last_)) : sm_.data_.begin();
     while (wrote < budgetBytes) {
       auto bt = before_.begin();
-      bool tree = next_ != sm_.data_.end(), kept = bt != before_.end();
+      bool tree = next != sm_.data_.end(), kept = bt != before_.end();
       if (!tree && !kept) break;
       size_t at = b.size();
-      if (kept && (!tree || std::string_view(bt->first) <= next_->key())) {
-        if (tree && bt->first == next_->key()) ++next_;  // changed since: its value of then
+      if (kept && (!tree || std::string_view(bt->first) <= next->key())) {
+        if (tree && bt->first == next->key()) ++next;  // changed since: its value of then
         if (bt->second) put(b, bt->first, *bt->second);
         last_ = bt->first;
         before_.erase(bt);
       } else {
-        put(b, next_->key(), next_->value());
-        last_ = next_->key();
-        ++next_;
+        put(b, next->key(), next->value());
+        last_ = next->key();
+        ++next;
       }
       started_ = true;
       wrote += b.size() - at;
       w_.maybeFlush();
     }
-    if (next_ != sm_.data_.end() || !before_.empty()) return false;
+    if (next != sm_.data_.end() || !before_.empty()) return false;
     if (left_ != 0) throw std::logic_error("KvStateMachine: a snapshot wrote fewer records than it announced");
     w_.finish();
     done_ = true;
@@ -446,10 +465,6 @@ class KvStateMachine::Snapshotter final : public SnapshotJob {
     if (before_.find(key) != before_.end()) return;
     before_.emplace(std::string(key), it == sm_.data_.end() ? std::nullopt : std::optional<std::string>(it->value()));
   }
-  // `it` is about to be erased (after changing()).
-  void erasing(Records::const_iterator it) {
-    if (it == next_) ++next_;
-  }
 
  private:
   void put(std::string& b, std::string_view key, std::string_view value) {
@@ -461,7 +476,6 @@ class KvStateMachine::Snapshotter final : public SnapshotJob {
 
   const KvStateMachine& sm_;
   ChunkWriter w_;
-  Records::const_iterator next_;
   std::map<std::string, std::optional<std::string>, std::less<>> before_;
   std::string last_;  // the last key written, once started_
   bool started_ = false, done_ = false;
@@ -483,10 +497,7 @@ void KvStateMachine::setRecord(Records::iterator it, std::string_view key, std::
 }
 
 void KvStateMachine::eraseRecord(Records::iterator it) {
-  if (snapshotter_) {
-    snapshotter_->changing(it->key(), it);
-    snapshotter_->erasing(it);
-  }
+  if (snapshotter_) snapshotter_->changing(it->key(), it);
   data_.erase(it);
 }
 
@@ -526,7 +537,7 @@ bool KvStateMachine::restore(std::string_view snapshot) {
   }
   uint64_t nPairs;
   if (!r.varint(nPairs)) return false;
-  std::set<kv::detail::Record, kv::detail::RecordLess> data;
+  Records data;
   for (uint64_t i = 0; i < nPairs; ++i) {
     std::string_view k, v;
     if (!r.bytes(k) || !r.bytes(v)) return false;
@@ -680,7 +691,7 @@ class KvRestore final : public SnapshotRestore {
   Session* current_ = nullptr;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<uint64_t, uint64_t>> byActivity_;
-  std::set<kv::detail::Record, kv::detail::RecordLess> data_;
+  KvStateMachine::Records data_;
 };
 
 std::unique_ptr<SnapshotRestore> KvStateMachine::beginRestore() { return std::make_unique<KvRestore>(*this); }
