@@ -3,12 +3,16 @@
 # gained. Builds both revisions (Release, in build/ab-<commit>), then alternates them: each run
 # starts a fresh 3-node durable cluster on 127.0.0.1, runs `keel bench` (writes, then
 # linearizable reads) and stops it. Prints the median ops/s, p99 and maximum latency of each
-# side and the ratio of the medians of ops/s. --preload K first writes K keys (16-byte values)
+# side and the ratio of the medians of ops/s, and the CPU each op cost the servers (from
+# /proc/PID/stat over the measured run): node_us, the busiest node's (the leader's), and
+# servers_us, the three nodes' together; on this noisy VM they move less than ops/s do.
+# --resp adds redis-benchmark SET (C connections, distinct random keys) on the leader's RESP
+# port as a third op. --preload K first writes K keys (16-byte values)
 # to each fresh cluster, so that the measured load runs on a large state; --server-flags "..."
 # go to every node of both sides.
 #
 #   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
-#                   [--server-flags "FLAGS"] [--write-docs]
+#                   [--resp] [--server-flags "FLAGS"] [--write-docs]
 #
 # --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair (and
 # this C and preload, other than 64 and 0).
@@ -18,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0 resp=0
 args_given=$(printf "%q " "$@"); args_given=${args_given% }
 pos=()
 while [ $# -gt 0 ]; do
@@ -30,11 +34,12 @@ while [ $# -gt 0 ]; do
     --preload) preload=$2; shift 2 ;;
     --server-flags) server_flags=$2; shift 2 ;;
     --write-docs) write_docs=1; shift ;;
-    -*) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    --resp) resp=1; shift ;;
+    -*) sed -n '2,21p' "$0" >&2; exit 2 ;;
     *) pos+=("$1"); shift ;;
   esac
 done
-[ ${#pos[@]} -ge 1 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ ${#pos[@]} -ge 1 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
 base=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && new=${pos[1]}
 . scripts/deps.sh
@@ -70,12 +75,15 @@ port=29100
 peers="1=127.0.0.1:$((port + 1)),2=127.0.0.1:$((port + 2)),3=127.0.0.1:$((port + 3))"
 cluster="127.0.0.1:$((port + 1)),127.0.0.1:$((port + 2)),127.0.0.1:$((port + 3))"
 
-run_once() {  # build op -> "ops p99_ms"
-  local b=$1 op=$2 i extra="" connflag=()
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system, in clock ticks
+
+run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
+  local b=$1 op=$2 i extra="" connflag=() before=() out leader=0
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in 1 2 3; do
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
-      --peers "$peers" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
+      --peers "$peers" --redis-listen "127.0.0.1:$((port + 10 + i))" --tick-ms 50 --election-ticks 10 \
+      --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
   done
   # Ready once a write succeeds.
@@ -93,14 +101,32 @@ run_once() {  # build op -> "ops p99_ms"
     timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true
   fi
-  timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
-    --value-size 16 $extra 2>/dev/null |
-    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000, d["max_us"]/1000))'
+  for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
+  if [ "$op" = resp ]; then
+    for i in 1 2 3; do
+      redis-cli -p $((port + 10 + i)) info 2>/dev/null | grep -q role:leader && leader=$i
+    done
+    # redis-benchmark --csv: "SET","rps","avg_ms","min_ms","p50_ms","p95_ms","p99_ms","max_ms"
+    out=$(timeout 300 redis-benchmark -p $((port + 10 + leader)) -t set -c "$clients" -n "$ops" -d 16 -r 100000000 --csv \
+            2>/dev/null | tail -n 1 | tr -d '"' | awk -F, '{printf "%.0f %.3f %.3f", $2, $7, $8}')
+  else
+    out=$(timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
+            --value-size 16 $extra 2>/dev/null |
+            python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000, d["max_us"]/1000))')
+  fi
+  local used=() hz
+  hz=$(getconf CLK_TCK)
+  if [ -z "$out" ]; then stop; echo; return 0; fi  # no result: left out of the medians
+  for i in 0 1 2; do used+=($(( $(cpu_ticks "${pids[$i]}") - before[i] ))); done
+  python3 -c 'import sys; u = [int(x) for x in sys.argv[3:]]; n, hz = int(sys.argv[1]), int(sys.argv[2])
+print("%.2f %.2f" % (max(u) * 1e6 / hz / n, sum(u) * 1e6 / hz / n))' "$ops" "$hz" "${used[@]}" | sed "s/^/$out /"
   stop
 }
 
 results=""
-for op in write read; do
+ops_list="write read"
+[ "$resp" = 1 ] && ops_list="$ops_list resp"
+for op in $ops_list; do
   a=() b=()
   for r in $(seq "$reps"); do
     if [ $((r % 2)) = 1 ]; then
@@ -117,8 +143,11 @@ b = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${b[@]}")""".spli
 ma, mb = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
 pa, pb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
 xa, xb = statistics.median(x[2] for x in a), statistics.median(x[2] for x in b)
-print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f base_max_ms=%.1f new_max_ms=%.1f reps=%s"
-      % (op, c, base, new, ma, mb, mb / ma, pa, pb, xa, xb, reps))
+na, nb = statistics.median(x[3] for x in a), statistics.median(x[3] for x in b)
+sa, sb = statistics.median(x[4] for x in a), statistics.median(x[4] for x in b)
+print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f base_max_ms=%.1f new_max_ms=%.1f base_node_us=%.2f new_node_us=%.2f base_servers_us=%.2f new_servers_us=%.2f reps=%s"
+      % (op, c, base, new, ma, mb, mb / ma, pa, pb, xa, xb, na, nb, sa, sb, reps))
+print("  runs base: " + ", ".join("%.0f" % x[0] for x in a) + "; new: " + ", ".join("%.0f" % x[0] for x in b))
 EOF
 )
   echo "$line"
