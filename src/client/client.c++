@@ -39,6 +39,13 @@ struct Reply {
   std::string leaderAddress;
 };
 
+// The reply a call gets when no answer came in time.
+Reply timedOut() {
+  Reply r;
+  r.status = wire::Status::TIMEOUT;
+  return r;
+}
+
 kj::ArrayPtr<const kj::byte> bytesOf(const std::string& s) {
   return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
@@ -141,11 +148,8 @@ struct Conn {
       }
     }
     auto giveUp = timer.atTime(clockNow() + (longestMs + kAnswerGraceMs) * kj::MILLISECONDS).then([sent]() {
-      for (Call& c : sent->calls) {
-        Reply r;
-        r.status = wire::Status::TIMEOUT;
-        if (c.fulfiller->isWaiting()) c.fulfiller->fulfill(kj::mv(r));
-      }
+      for (Call& c : sent->calls)
+        if (c.fulfiller->isWaiting()) c.fulfiller->fulfill(timedOut());
     });
     batches.add(req.send().then(
         [sent](capnp::Response<wire::Keel::BatchResults>&& r) {
@@ -321,11 +325,7 @@ struct Client::Impl {
     } else {
       // The node answers by the deadline it was given; should it not (a connect that hangs, a
       // call lost with a connection that never reports the loss), the client does not wait past it.
-      auto giveUp = after((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() {
-        Reply r;
-        r.status = wire::Status::TIMEOUT;
-        return r;
-      });
+      auto giveUp = after((remaining + kAnswerGraceMs) * kj::MILLISECONDS).then([]() { return timedOut(); });
       reply = connectConn(address)
                   .then([send, remaining, calls](Conn* conn) mutable {
                     if (calls) ++*calls;
