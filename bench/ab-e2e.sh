@@ -78,12 +78,13 @@ cluster="127.0.0.1:$((port + 1)),127.0.0.1:$((port + 2)),127.0.0.1:$((port + 3))
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system, in clock ticks
 
 run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
-  local b=$1 op=$2 i extra="" connflag=() before=() out leader=0
+  local b=$1 op=$2 i extra="" connflag=() before=() out leader=0 respflag=()
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in 1 2 3; do
+    # The RESP port only when asked for: revisions before it know no --redis-listen.
+    [ "$resp" = 1 ] && respflag=(--redis-listen "127.0.0.1:$((port + 10 + i))")
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
-      --peers "$peers" --redis-listen "127.0.0.1:$((port + 10 + i))" --tick-ms 50 --election-ticks 10 \
-      --quiet true $server_flags >/dev/null 2>&1 &
+      --peers "$peers" "${respflag[@]}" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
   done
   # Ready once a write succeeds.
