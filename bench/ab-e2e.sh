@@ -69,16 +69,19 @@ stop() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
+  node_pid=()
 }
 trap 'stop; rm -rf "$work"' EXIT
 port=29100
+# bench/lib.sh: leader(), rport() and cpu_ticks() over node_pid, node i on base+i (run_once sets
+# `base` locally: here it names the base revision).
+declare -A node_pid
+. bench/lib.sh
 peers="1=127.0.0.1:$((port + 1)),2=127.0.0.1:$((port + 2)),3=127.0.0.1:$((port + 3))"
 cluster="127.0.0.1:$((port + 1)),127.0.0.1:$((port + 2)),127.0.0.1:$((port + 3))"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system, in clock ticks
-
 run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
-  local b=$1 op=$2 i extra="" connflag=() before=() out leader=0 respflag=()
+  local b=$1 op=$2 i extra="" connflag=() before=() out="" l respflag=() base=$port
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in 1 2 3; do
     # The RESP port only when asked for: revisions before it know no --redis-listen.
@@ -86,6 +89,7 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
       --peers "$peers" "${respflag[@]}" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
+    node_pid[$i]=$!
   done
   # Ready once a write succeeds.
   for _ in $(seq 100); do
@@ -104,12 +108,10 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
   fi
   for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
   if [ "$op" = resp ]; then
-    for i in 1 2 3; do
-      redis-cli -p $((port + 10 + i)) info 2>/dev/null | grep -q role:leader && leader=$i
-    done
+    l=$(leader)
     # redis-benchmark --csv: "SET","rps","avg_ms","min_ms","p50_ms","p95_ms","p99_ms","max_ms"
-    out=$(timeout 300 redis-benchmark -p $((port + 10 + leader)) -t set -c "$clients" -n "$ops" -d 16 -r 100000000 --csv \
-            2>/dev/null | tail -n 1 | tr -d '"' | awk -F, '{printf "%.0f %.3f %.3f", $2, $7, $8}')
+    [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
+                           --csv 2>/dev/null | tail -n 1 | tr -d '"' | awk -F, '{printf "%.0f %.3f %.3f", $2, $7, $8}')
   else
     out=$(timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
             --value-size 16 $extra 2>/dev/null |

@@ -92,7 +92,7 @@ wait_applied() {
      awk -F: -v t="$2" '{ sub(/\r$/, "") } $1 == "applied" && $2 + 0 >= t + 0 { ok = 1; exit } END { exit !ok }')
 }
 cpu_s() {  # user + system CPU seconds of process $1 so far
-  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+  awk -v hz="$(getconf CLK_TCK)" -v t="$(cpu_ticks "$1" 2>/dev/null || echo 0)" 'BEGIN { printf "%.2f", t / hz }'
 }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_mb() { awk '/^VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }

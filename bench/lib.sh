@@ -4,6 +4,7 @@
 
 addr() { echo "127.0.0.1:$((base + $1))"; }
 rport() { echo $((base + 10 + $1)); }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system CPU of process $1, in clock ticks
 
 # The id of the node that says it leads (empty when none).
 leader() {
