@@ -10,8 +10,11 @@
 #   bench/compare-e2e.sh [--clients "1 16 64 256"] [--ops-per-client N] [--min-ops N] [--reps N]
 #                        [--w6 KILLS] [--no-peers] [--write-docs]
 #
-# --reps N repeats every measurement N times and reports the median of ops/s, p50 and p99
-# (each taken separately). --w6 KILLS adds W6: kill -9 the leader KILLS times under a light load
+# Each run does max(--min-ops, --ops-per-client x C) operations (default max(5000, 1000 x C),
+# five times the earlier default: runs of a few hundred milliseconds or more, which measure the
+# steady state rather than the first milliseconds). --reps N repeats every measurement N times,
+# the systems taking turns, and reports the median of ops/s, p50 and p99 (each taken
+# separately). --w6 KILLS adds W6: kill -9 the leader KILLS times under a light load
 # and report the median milliseconds from the kill to the next successful write.
 # --write-docs replaces the e2e section of docs/benchmarks.md with this run's output.
 # The load generators run on the same 2 cores as the servers.
@@ -19,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 clients="1 16 64 256"
-per_client=200
-min_ops=1500
+per_client=1000
+min_ops=5000
 reps=1
 w6=0
 peers=1
@@ -145,11 +148,9 @@ for line in sys.stdin:
 else:
     print("- - -")'
 }
-# The median of each of the three columns over reps runs of "$@".
-median_of() {
-  local outs=() r
-  for r in $(seq "$reps"); do outs+=("$("$@")"); done
-  printf '%s\n' "${outs[@]}" | python3 -c '
+# The median of each of the three columns of the "ops p50_ms p99_ms" rows on stdin.
+median_rows() {
+  python3 -c '
 import sys, statistics
 rows = [l.split() for l in sys.stdin if l.strip()]
 cols = []
@@ -158,22 +159,33 @@ for i in range(3):
     cols.append(("%.0f" if i == 0 else "%.3f") % statistics.median(v) if v else "-")
 print(" ".join(cols))'
 }
+measure() {  # system op clients
+  case $1 in
+    keel) measure_keel "$2" "$3" ;;
+    keel-resp) measure_resp "$2" "$3" ;;
+    etcd) measure_etcd "$2" "$3" ;;
+    redis) measure_redis "$2" "$3" ;;
+  esac
+}
 
 declare -A res
 systems="keel keel-resp"
 [ "$peers" = 1 ] && systems="$systems etcd redis"
+# The repetitions interleave (each rep measures every system in turn), so that the disk's
+# speed, which drifts on this VM from minute to minute, weighs on every system alike.
 for c in $clients; do
   for op in write read; do
+    declare -A rows=()
+    for r in $(seq "$reps"); do
+      for s in $systems; do
+        rows[$s]+="$(measure "$s" "$op" "$c")"$'\n'
+      done
+    done
     for s in $systems; do
-      case $s in
-        keel) f=measure_keel ;;
-        keel-resp) f=measure_resp ;;
-        etcd) f=measure_etcd ;;
-        redis) f=measure_redis ;;
-      esac
-      res[$op,$c,$s]=$(median_of $f "$op" "$c")
+      res[$op,$c,$s]=$(median_rows <<<"${rows[$s]}")
       echo "  W4 $op C=$c $s: ${res[$op,$c,$s]}" >&2
     done
+    unset rows
   done
 done
 
@@ -219,14 +231,14 @@ L=$(wait_leader compare-e2e)
 systems="$systems keel-lease"
 for c in $clients; do
   res[write,$c,keel-lease]="- - -"
-  res[read,$c,keel-lease]=$(median_of measure_keel read "$c")
+  res[read,$c,keel-lease]=$(for r in $(seq "$reps"); do measure_keel read "$c"; done | median_rows)
   echo "  W4 read C=$c keel-lease: ${res[read,$c,keel-lease]}" >&2
 done
 
 report() {
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores shared by the servers and the load generators"
   echo "# keel: 3 nodes, Release, SegmentedLog with fsync, tick ${tick_ms} ms, election timeout $((tick_ms * election_ticks))-$((2 * tick_ms * election_ticks)) ms"
-  echo "# ops per run: max($min_ops, $per_client x C); values 16 B; distinct keys; medians of $reps run(s)"
+  echo "# ops per run: max($min_ops, $per_client x C); values 16 B; distinct keys; medians of $reps run(s), the systems taking turns"
   echo "# keel: \`keel bench\` (its client library: C clients on min(C, 4) connections, one session per connection, as etcd's load.go uses 4 connections); keel-resp: redis-benchmark on the leader's RESP port"
   echo "# keel-lease: reads with --read-mode lease (the same cluster restarted)"
   echo "# etcd: peers/etcd-kv/run.sh (writes only); redis: peers/redis/run.sh (one node, appendfsync always)"
