@@ -10,7 +10,9 @@
 // printed are the medians of each figure and the median of the per-repetition ratios (a
 // shared disk's latency drifts by 2x within seconds: only back-to-back pairs compare).
 // --plain-bytes N: only the plain loop, with writes of N bytes (W5 compares the snapshot
-// transfer rate against it, with N = 1 MiB): the median MB/s of --reps runs of --seconds.
+// transfer rate against it, with N = 1 MiB): the median MB/s of --reps runs of --seconds, and
+// the median syncs per second (with small N, the disk's fdatasync rate: several of these run at
+// once show what the nodes of a local cluster, which share one disk, get each).
 // Reopen: writes a log of --reopen-gib GiB of 1 KiB entries, closes it, and times opening it
 // (cold: the files' pages dropped from the page cache with posix_fadvise; and warm).
 #include <keel/segmented-log.h>
@@ -128,11 +130,16 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
 
   if (plainBytes > 0) {
-    std::vector<double> mbps;
-    for (int r = 0; r < reps; ++r) mbps.push_back(runPlain(dir + "/plain", plainBytes, 1, seconds).mbps);
-    std::printf("RESULT workload=W3-plain write_bytes=%llu plain_mbps=%.1f min_mbps=%.1f max_mbps=%.1f reps=%d\n",
+    std::vector<double> mbps, syncs;
+    for (int r = 0; r < reps; ++r) {
+      Rate p = runPlain(dir + "/plain", plainBytes, 1, seconds);
+      mbps.push_back(p.mbps);
+      syncs.push_back(p.entriesPerSec);  // one write and one fdatasync per entry
+    }
+    std::printf("RESULT workload=W3-plain write_bytes=%llu plain_mbps=%.1f min_mbps=%.1f max_mbps=%.1f reps=%d "
+                "syncs_per_s=%.0f\n",
                 (unsigned long long)plainBytes, median(mbps), *std::min_element(mbps.begin(), mbps.end()),
-                *std::max_element(mbps.begin(), mbps.end()), reps);
+                *std::max_element(mbps.begin(), mbps.end()), reps, median(syncs));
     return 0;
   }
 
