@@ -109,9 +109,8 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
   for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
   if [ "$op" = resp ]; then
     l=$(leader)
-    # redis-benchmark --csv: "SET","rps","avg_ms","min_ms","p50_ms","p95_ms","p99_ms","max_ms"
     [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
-                           --csv 2>/dev/null | tail -n 1 | tr -d '"' | awk -F, '{printf "%.0f %.3f %.3f", $2, $7, $8}')
+                           --csv 2>/dev/null | redis_csv SET | awk '$1 != "-" {print $1, $3, $4}')
   else
     out=$(timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
             --value-size 16 $extra 2>/dev/null |
@@ -143,11 +142,9 @@ import statistics, sys
 op, c, base, new, reps = sys.argv[1:]
 a = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${a[@]}")""".split("\n") if l.strip()]
 b = [tuple(map(float, l.split())) for l in """$(printf '%s\n' "${b[@]}")""".split("\n") if l.strip()]
-ma, mb = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
-pa, pb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
-xa, xb = statistics.median(x[2] for x in a), statistics.median(x[2] for x in b)
-na, nb = statistics.median(x[3] for x in a), statistics.median(x[3] for x in b)
-sa, sb = statistics.median(x[4] for x in a), statistics.median(x[4] for x in b)
+# Medians of each column (ops, p99, max, node_us, servers_us), base then new.
+(ma, mb), (pa, pb), (xa, xb), (na, nb), (sa, sb) = (
+    (statistics.median(x[k] for x in a), statistics.median(x[k] for x in b)) for k in range(5))
 print("RESULT ab op=%s clients=%s base=%s new=%s base_ops=%.0f new_ops=%.0f ratio=%.2f base_p99_ms=%.2f new_p99_ms=%.2f base_max_ms=%.1f new_max_ms=%.1f base_node_us=%.2f new_node_us=%.2f base_servers_us=%.2f new_servers_us=%.2f reps=%s"
       % (op, c, base, new, ma, mb, mb / ma, pa, pb, xa, xb, na, nb, sa, sb, reps))
 print("  runs base: " + ", ".join("%.0f" % x[0] for x in a) + "; new: " + ", ".join("%.0f" % x[0] for x in b))

@@ -105,18 +105,8 @@ measure_keel() {  # op clients
   fi
   python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p50_us"]/1000, d["p99_us"]/1000))' <<<"$out"
 }
-# redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-parse_rb() {  # test name (SET or GET) on stdin
-  python3 -c '
-import csv, sys
-want = sys.argv[1]
-for row in csv.reader(sys.stdin):
-    if row and row[0] == want:
-        print("%.0f %.3f %.3f" % (float(row[1]), float(row[4]), float(row[6])))
-        break
-else:
-    print("- - -")' "$1"
-}
+# "ops p50_ms p99_ms" of TEST (SET or GET) from redis-benchmark --csv on stdin.
+parse_rb() { redis_csv "$1" | awk '{print $1, $2, $3}'; }
 measure_resp() {  # op clients: through the leader's RESP port
   local op=$1 c=$2 n t
   n=$(ops_for "$c")

@@ -28,6 +28,12 @@ void evictCaches() {
   benchmark::DoNotOptimize(junk.data());
 }
 
+// The figure: ns per command (kBatch commands per iteration).
+void countPerCommand(benchmark::State& state) {
+  state.counters["ns_per_cmd"] =
+      benchmark::Counter(double(state.iterations()) * kBatch / 1e9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 struct Loaded {
   KvStateMachine sm;
   std::vector<std::string> keys;
@@ -53,8 +59,7 @@ void Put(benchmark::State& state) {
     state.ResumeTiming();
     for (auto& c : cmds) benchmark::DoNotOptimize(l.sm.apply(Index{++l.index}, c));
   }
-  state.counters["ns_per_cmd"] =
-      benchmark::Counter(double(state.iterations()) * kBatch / 1e9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  countPerCommand(state);
 }
 
 void Get(benchmark::State& state) {
@@ -69,8 +74,7 @@ void Get(benchmark::State& state) {
     state.ResumeTiming();
     for (auto& q : qs) benchmark::DoNotOptimize(l.sm.query(q));
   }
-  state.counters["ns_per_cmd"] =
-      benchmark::Counter(double(state.iterations()) * kBatch / 1e9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  countPerCommand(state);
 }
 
 BENCHMARK(Put)->ArgsProduct({{60000, 400000}, {0, 1}})->ArgNames({"keys", "cold"})->UseRealTime();

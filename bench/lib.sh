@@ -6,6 +6,20 @@ addr() { echo "127.0.0.1:$((base + $1))"; }
 rport() { echo $((base + 10 + $1)); }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system CPU of process $1, in clock ticks
 
+# redis_csv TEST: redis-benchmark --csv output on stdin -> "rps p50_ms p99_ms max_ms" of TEST (SET,
+# GET), or "- - - -". Its columns: "test","rps","avg_latency_ms","min_latency_ms",
+# "p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".
+redis_csv() {
+  python3 -c '
+import csv, sys
+for row in csv.reader(sys.stdin):
+    if row and row[0] == sys.argv[1]:
+        print("%.0f %.3f %.3f %.3f" % (float(row[1]), float(row[4]), float(row[6]), float(row[7])))
+        break
+else:
+    print("- - - -")' "$1"
+}
+
 # The id of the node that says it leads (empty when none).
 leader() {
   local i
