@@ -113,6 +113,7 @@ class Consensus::Impl {
     uint64_t round;
     NodeId from;
   };
+  bool askerCompletesQuorum(NodeId asker) const;
   void answerRead(NodeId from, uint64_t context, Index index);
   void releaseReads();
   void sendReadRound();

@@ -90,6 +90,54 @@ TEST(Paper_6, JointConfigurationNeedsMajoritiesOfBothOldAndNew) {
   EXPECT_EQ(appliedData(c, 6), std::vector<std::string>{"x"});
 }
 
+// A follower's forwarded read skips the heartbeat round only where the leader and that follower
+// make a majority of both configurations (§6): in C_old,new of {1,2,3} and {1,2,4,5,6}, 1 and 2
+// are a majority of the old voters but not of the new ones; of {1,2,3,4,5} and {1,2,3}, of the
+// new but not of the old.
+TEST(Paper_6, JointConfigurationReadThroughAFollowerNeedsBothMajorities) {
+  Cluster c = withJoiners({1, 2, 3, 4, 5, 6}, {1, 2, 3});
+  c.elect(1);
+  MembershipChange ch[] = {
+      {Kind::AddVoter, NodeId{4}}, {Kind::AddVoter, NodeId{5}}, {Kind::AddVoter, NodeId{6}}, {Kind::Remove, NodeId{3}}};
+  ASSERT_TRUE(c[1].proposeMembership(ch).ok());
+  c.filter = [](const Message& m) { return !carriesFinalConfig(m, 1); };
+  c.pump();
+  run(c, 1);
+  ASSERT_TRUE(c[1].membership().joint());
+  int heartbeats = 0;
+  bool cut = true;  // 4, 5 and 6 do not answer: no majority of the new voters acknowledges
+  c.filter = [&](const Message& m) {
+    heartbeats += m.type == MessageType::Heartbeat;
+    return !carriesFinalConfig(m, 1) && !(cut && m.from.value >= 4);
+  };
+  ASSERT_TRUE(c[2].readIndex(1).ok());
+  c.pump();
+  EXPECT_EQ(heartbeats, 5);  // a round to every other voter of either configuration
+  EXPECT_TRUE(c.node(2).reads.empty());
+  cut = false;
+  c.tick(1, 1);  // the heartbeat tick resends the round, which now completes
+  c.pump();
+  EXPECT_EQ(c.node(2).reads.size(), 1u);
+
+  Cluster d = withJoiners({1, 2, 3, 4, 5}, {1, 2, 3, 4, 5});
+  d.elect(1);
+  MembershipChange shrink[] = {{Kind::Remove, NodeId{4}}, {Kind::Remove, NodeId{5}}};
+  ASSERT_TRUE(d[1].proposeMembership(shrink).ok());
+  d.filter = [](const Message& m) { return !carriesFinalConfig(m, 1); };
+  d.pump();
+  run(d, 1);
+  ASSERT_TRUE(d[1].membership().joint());
+  heartbeats = 0;
+  d.filter = [&](const Message& m) {
+    heartbeats += m.type == MessageType::Heartbeat;
+    return !carriesFinalConfig(m, 1);
+  };
+  ASSERT_TRUE(d[2].readIndex(1).ok());
+  d.pump();
+  EXPECT_EQ(heartbeats, 4);
+  EXPECT_EQ(d.node(2).reads.size(), 1u);
+}
+
 // Joint consensus under leader changes: the leader that entered C_old,new crashes before it can
 // leave it. The next leader (elected by both majorities) must leave it by itself — whether it
 // had applied C_old,new as a follower or learns that it is committed only as the leader.

@@ -263,6 +263,56 @@ TEST(ReadIndex, ThroughFollowersAndLearners) {
   EXPECT_TRUE(c.node(3).reads.empty());
 }
 
+// A follower's forwarded read is its own acknowledgement of the leader, sent after the read
+// reached it: where the leader and that follower make a quorum (3 voters), the leader answers at
+// once, without a heartbeat round. With 5 voters, or from a learner, a round is still needed.
+TEST(ReadIndex, ThroughAFollowerThatCompletesTheQuorumTakesNoRound) {
+  Cluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.propose(1, "a").ok());
+  ASSERT_TRUE(settle(c));
+  int heartbeats = 0;
+  c.filter = [&](const Message& m) { heartbeats += m.type == MessageType::Heartbeat; return true; };
+  ASSERT_TRUE(c[2].readIndex(7).ok());
+  ASSERT_TRUE(c[1].readIndex(8).ok());  // the leader's own read still takes its round
+  c.pump();
+  EXPECT_EQ(heartbeats, 2);
+  ASSERT_EQ(c.node(2).reads.size(), 1u);
+  EXPECT_EQ(c.node(2).reads[0].context, 7u);
+  EXPECT_EQ(c.node(2).reads[0].index, c[1].commitIndex());
+  ASSERT_EQ(c.node(1).reads.size(), 1u);
+  // Alone, a follower's read costs one request and its answer, and no heartbeat.
+  heartbeats = 0;
+  int messages = 0;
+  c.filter = [&](const Message& m) { heartbeats += m.type == MessageType::Heartbeat; ++messages; return true; };
+  ASSERT_TRUE(c[3].readIndex(9).ok());
+  c.pump();
+  EXPECT_EQ(heartbeats, 0);
+  EXPECT_EQ(messages, 2);
+  ASSERT_EQ(c.node(3).reads.size(), 1u);
+  EXPECT_EQ(c.node(3).reads[0].index, c[1].commitIndex());
+
+  Cluster five(5);
+  five.elect(1);
+  run(five, 1);
+  heartbeats = 0;
+  five.filter = [&](const Message& m) { heartbeats += m.type == MessageType::Heartbeat; return true; };
+  ASSERT_TRUE(five[2].readIndex(1).ok());
+  five.pump();
+  EXPECT_EQ(heartbeats, 4);  // 1 and 2 are not a majority of 5: a round to every follower
+  EXPECT_EQ(five.node(2).reads.size(), 1u);
+
+  Cluster learner({NodeId{1}, NodeId{2}, NodeId{3}, NodeId{4}}, votersOf({1, 2, 3}, {4}));
+  learner.elect(1);
+  run(learner, 1);
+  heartbeats = 0;
+  learner.filter = [&](const Message& m) { heartbeats += m.type == MessageType::Heartbeat; return true; };
+  ASSERT_TRUE(learner[4].readIndex(1).ok());
+  learner.pump();
+  EXPECT_EQ(heartbeats, 3);  // a learner acknowledges nothing
+  EXPECT_EQ(learner.node(4).reads.size(), 1u);
+}
+
 // A read asked of a leader that loses its leadership before the round completes is never
 // answered (the caller times out and retries): the read states die with the role.
 TEST(ReadIndex, LostLeadershipDropsPendingReads) {
