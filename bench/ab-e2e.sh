@@ -7,12 +7,13 @@
 # /proc/PID/stat over the measured run): node_us, the busiest node's (the leader's), and
 # servers_us, the three nodes' together; on this noisy VM they move less than ops/s do.
 # --resp adds redis-benchmark SET (C connections, distinct random keys) on the leader's RESP
-# port as a third op. --preload K first writes K keys (16-byte values)
+# port as a third op; --follower-get adds redis-benchmark GET on a follower's RESP port (linearizable
+# reads through a follower, of 20000 keys SET first). --preload K first writes K keys (16-byte values)
 # to each fresh cluster, so that the measured load runs on a large state; --server-flags "..."
 # go to every node of both sides.
 #
 #   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
-#                   [--resp] [--server-flags "FLAGS"] [--write-docs]
+#                   [--resp] [--follower-get] [--server-flags "FLAGS"] [--write-docs]
 #
 # --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair (and
 # this C and preload, other than 64 and 0).
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0 resp=0
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0 resp=0 fget=0
 args_given=$(printf "%q " "$@"); args_given=${args_given% }
 pos=()
 while [ $# -gt 0 ]; do
@@ -35,11 +36,12 @@ while [ $# -gt 0 ]; do
     --server-flags) server_flags=$2; shift 2 ;;
     --write-docs) write_docs=1; shift ;;
     --resp) resp=1; shift ;;
-    -*) sed -n '2,21p' "$0" >&2; exit 2 ;;
+    --follower-get) fget=1; shift ;;
+    -*) sed -n '2,22p' "$0" >&2; exit 2 ;;
     *) pos+=("$1"); shift ;;
   esac
 done
-[ ${#pos[@]} -ge 1 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
+[ ${#pos[@]} -ge 1 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 base=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && new=${pos[1]}
 . scripts/deps.sh
@@ -85,7 +87,7 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in 1 2 3; do
     # The RESP port only when asked for: revisions before it know no --redis-listen.
-    [ "$resp" = 1 ] && respflag=(--redis-listen "127.0.0.1:$((port + 10 + i))")
+    [ "$resp" = 1 ] || [ "$fget" = 1 ] && respflag=(--redis-listen "127.0.0.1:$((port + 10 + i))")
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
       --peers "$peers" "${respflag[@]}" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
@@ -106,8 +108,15 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
     timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true
   fi
+  if [ "$op" = fget ]; then
+    l=$(leader)
+    [ -n "$l" ] && redis-benchmark -p "$(rport "$l")" -t set -c 64 -n 20000 -d 16 -r 20000 -q >/dev/null 2>&1
+  fi
   for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
-  if [ "$op" = resp ]; then
+  if [ "$op" = fget ]; then
+    [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport $((l % 3 + 1)))" -t get -c "$clients" -n "$ops" -d 16 -r 20000 \
+                           --csv 2>/dev/null | redis_csv GET | awk '$1 != "-" {print $1, $3, $4}')
+  elif [ "$op" = resp ]; then
     l=$(leader)
     [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
                            --csv 2>/dev/null | redis_csv SET | awk '$1 != "-" {print $1, $3, $4}')
@@ -128,6 +137,7 @@ print("%.2f %.2f" % (max(u) * 1e6 / hz / n, sum(u) * 1e6 / hz / n))' "$ops" "$hz
 results=""
 ops_list="write read"
 [ "$resp" = 1 ] && ops_list="$ops_list resp"
+[ "$fget" = 1 ] && ops_list="$ops_list fget"
 for op in $ops_list; do
   a=() b=()
   for r in $(seq "$reps"); do
