@@ -7,10 +7,10 @@
 # /proc/PID/stat over the measured run): node_us, the busiest node's (the leader's), and
 # servers_us, the three nodes' together; on this noisy VM they move less than ops/s do.
 # --resp adds redis-benchmark SET (C connections, distinct random keys) on the leader's RESP
-# port as a third op; --follower-get adds redis-benchmark GET on a follower's RESP port (linearizable
-# reads through a follower, of 20000 keys SET first). --preload K first writes K keys (16-byte values)
-# to each fresh cluster, so that the measured load runs on a large state; --server-flags "..."
-# go to every node of both sides.
+# port as a third op; --follower-get adds redis-benchmark GET on a follower's RESP port
+# (linearizable reads through a follower, of random keys among 20000 after 20000 SETs of them).
+# --preload K first writes K keys (16-byte values) to each fresh cluster, so that the measured
+# load runs on a large state; --server-flags "..." go to every node of both sides.
 #
 #   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
 #                   [--resp] [--follower-get] [--server-flags "FLAGS"] [--write-docs]
@@ -108,7 +108,7 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
     timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true
   fi
-  if [ "$op" = fget ]; then
+  if [ "$op" = fget ]; then  # the keys the reads ask for exist
     l=$(leader)
     [ -n "$l" ] && redis-benchmark -p "$(rport "$l")" -t set -c 64 -n 20000 -d 16 -r 20000 -q >/dev/null 2>&1
   fi
