@@ -314,10 +314,11 @@ TEST(ReadIndex, ThroughAFollowerThatCompletesTheQuorumTakesNoRound) {
 }
 
 // The acknowledgement a forwarded read brings covers that read only. Here 2's request leaves
-// while 1 leads term 2, and is held in the network; meanwhile 2 and 3 elect 3, which commits a
-// write; then a read reaches the deposed 1, and only after it 2's old request. Counting the
-// request as 2's acknowledgement of 1's round would answer that read with a commit index that
-// misses the write, a stale read. 2's own read is safe: it was asked before 3 was elected.
+// in 1's term and is held in the network; meanwhile 2 and 3 elect 3 in a later term, and 3
+// commits a write; then a read reaches the deposed 1, and only after it 2's old request.
+// Counting the request as 2's acknowledgement of 1's round would answer that read with a commit
+// index that misses the write, a stale read. 2's own read is safe: it was asked before 3 was
+// elected.
 TEST(ReadIndex, AForwardedReadAcknowledgesNoOtherRead) {
   Cluster c(3, [](Config& cfg) { cfg.checkQuorum = false; });  // 1 does not step down by itself
   c.elect(1);
@@ -335,6 +336,7 @@ TEST(ReadIndex, AForwardedReadAcknowledgesNoOtherRead) {
   c.filter = nullptr;
   c.isolate(1);
   c.elect(3);
+  ASSERT_GT(c[3].term(), held[0].term);
   ASSERT_TRUE(c.propose(3, "b").ok());
   run(c, 3);
   Index write = c[3].lastIndex();
@@ -344,10 +346,10 @@ TEST(ReadIndex, AForwardedReadAcknowledgesNoOtherRead) {
   ASSERT_TRUE(c[1].readIndex(2).ok());  // its round goes nowhere: 1 is cut off
   c.pump();
   c.heal();
-  c.deliver(held[0]);  // 2's old request, of term 2, reaches 1 at last
+  c.deliver(held[0]);  // 2's old request, of 1's term, reaches 1 at last
   c.pump();
   EXPECT_TRUE(c.node(1).reads.empty()) << "answered at " << toString(c.node(1).reads[0].index);
-  c.tick(1, 1);  // its next heartbeats meet term 3 and depose it; the read dies unanswered
+  c.tick(1, 1);  // its next heartbeats meet 3's term and depose it; the read dies unanswered
   c.pump();
   EXPECT_NE(c[1].role(), Role::Leader);
   EXPECT_TRUE(c.node(1).reads.empty());
