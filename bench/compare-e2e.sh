@@ -15,7 +15,8 @@
 # steady state rather than the first milliseconds). --reps N repeats every measurement N times,
 # the systems taking turns, and reports the median of ops/s, p50 and p99 (each taken
 # separately). --w6 KILLS adds W6: kill -9 the leader KILLS times under a light load
-# and report the median milliseconds from the kill to the next successful write.
+# and report the median milliseconds from the kill to the next successful write; each kill
+# waits until the node killed before it has restarted and caught up.
 # --write-docs replaces the e2e section of docs/benchmarks.md with this run's output.
 # The load generators run on the same 2 cores as the servers.
 set -euo pipefail
@@ -197,9 +198,9 @@ if [ "$w6" -gt 0 ]; then
     t1=$(date +%s%N)
     times+=($(( (t1 - t0) / 1000000 )))
     start_node "$L"
-    echo "  W6 kill $k of n$L: $(( (t1 - t0) / 1000000 )) ms" >&2
-    # Let the restarted node catch up before the next kill.
-    sleep 1
+    # The next kill is of a whole cluster: the restarted node has loaded its state and caught up.
+    wait_caught_up "$L" compare-e2e
+    echo "  W6 kill $k of n$L: $(( (t1 - t0) / 1000000 )) ms (the restarted n$L caught up in $(( ($(date +%s%N) - t1) / 1000000 )) ms)" >&2
   done
   kill "$load" 2>/dev/null || true
   w6_line=$(printf '%s\n' "${times[@]}" | python3 -c '
@@ -232,6 +233,7 @@ report() {
   echo "# keel: \`keel bench\` (its client library: C clients on min(C, 4) connections, one session per connection, as etcd's load.go uses 4 connections); keel-resp: redis-benchmark on the leader's RESP port"
   echo "# keel-lease: reads with --read-mode lease (the same cluster restarted)"
   echo "# etcd: peers/etcd-kv/run.sh (writes only); redis: peers/redis/run.sh (one node, appendfsync always)"
+  [ "$w6" -gt 0 ] && echo "# W6: kill -9 the leader under 4 clients' writes, ms until a SET through another node succeeds; each kill waits until the node killed before it has caught up"
   echo
   printf '| %-5s | %4s | %-10s | %9s | %8s | %8s |\n' op C system ops/s p50_ms p99_ms
   printf '|-------|------|------------|-----------|----------|----------|\n'

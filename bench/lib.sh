@@ -47,3 +47,25 @@ wait_leader() {
   echo "$1: no leader" >&2
   exit 1
 }
+
+# info_field NODE FIELD: FIELD of NODE's INFO over its RESP port (empty, and no failure under
+# `set -e -o pipefail`, when it does not answer).
+info_field() {
+  timeout 2 redis-cli -p "$(rport "$1")" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p" || true
+}
+
+# wait_caught_up NODE NAME: until NODE has applied what the leader had committed when the wait
+# began (a restarted node has loaded its state and caught up; about 120 s at most); else
+# "NAME: nNODE did not catch up" and exit 1.
+wait_caught_up() {
+  local l target applied
+  l=$(wait_leader "$2")
+  target=$(info_field "$l" commit)
+  for _ in $(seq 2400); do
+    applied=$(info_field "$1" applied)
+    if [ -n "$target" ] && [ -n "$applied" ] && [ "$applied" -ge "$target" ]; then return; fi
+    sleep 0.05
+  done
+  echo "$2: n$1 did not catch up" >&2
+  exit 1
+}
