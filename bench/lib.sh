@@ -62,6 +62,7 @@ wait_caught_up() {
   l=$(wait_leader "$2")
   target=$(info_field "$l" commit)
   for _ in $(seq 2400); do
+    [ -n "$target" ] || target=$(info_field "$l" commit)
     applied=$(info_field "$1" applied)
     if [ -n "$target" ] && [ -n "$applied" ] && [ "$applied" -ge "$target" ]; then return; fi
     sleep 0.05
