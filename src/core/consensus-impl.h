@@ -113,7 +113,7 @@ class Consensus::Impl {
     uint64_t round;
     NodeId from;
   };
-  bool askerCompletesQuorum(NodeId asker) const;
+  bool quorumWithAsker(NodeId asker) const;  // this leader and `asker` (itself, or a follower)
   void answerRead(NodeId from, uint64_t context, Index index);
   void releaseReads();
   void sendReadRound();

@@ -111,12 +111,11 @@ Result Consensus::Impl::readIndex(NodeId from, uint64_t context) {
     readsWaitingForCommit_.push_back(pr);
     return r;
   }
-  bool alone = membership_.voters.size() == 1 && !membership_.joint() && membership_.isVoter(cfg_.id);
   // diss. §6.4.1: within its lease the leader answers at once; otherwise (no round
   // acknowledged lately, a transfer in progress) the read takes a heartbeat round like any.
   bool lease = cfg_.readMode == ReadMode::Lease && leaseHolds();
   KEEL_FAULT_IF(Fault::ReadWithoutQuorum, { lease = true; });
-  if (alone || lease || askerCompletesQuorum(from)) {
+  if (lease || quorumWithAsker(from)) {
     answerRead(from, context, pr.index);
     return r;
   }
@@ -128,17 +127,17 @@ Result Consensus::Impl::readIndex(NodeId from, uint64_t context) {
   return r;
 }
 
-// §6.4 step 3 asks for a quorum that acknowledged this leader after the read arrived. A read
-// forwarded by a follower brings one such acknowledgement with it: the follower sent it in this
-// term, after the read reached it. A leader of a later term was voted for by a quorum, which
+// §6.4 step 3 asks for a quorum that acknowledged this leader after the read arrived. The
+// leader counts, so a leader that is a quorum by itself (a single voter) answers at once. A read
+// forwarded by a follower brings one more such acknowledgement with it: the follower sent it in
+// this term, after the read reached it. A leader of a later term was voted for by a quorum, which
 // shares a node with every quorum of this term; if this leader and the asker make a quorum, that
 // node is one of them, and neither had voted in a later term when the read arrived (the asker
 // sent its request in this term after that, and this leader still leads it). So the commit index
 // answers the read without a heartbeat round: in a 3-node cluster, every read through a
 // follower. The acknowledgement covers the asker's own read only: reads that reached this leader
 // before the request did may have arrived after the asker sent it.
-bool Consensus::Impl::askerCompletesQuorum(NodeId asker) const {
-  if (asker == cfg_.id) return false;
+bool Consensus::Impl::quorumWithAsker(NodeId asker) const {
   return Quorum::committed(peers_, membership_.joint(), [&](const Peer& p) {
            return uint64_t(p.id == cfg_.id || p.id == asker);
          }) != 0;
