@@ -108,16 +108,15 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
     timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true
   fi
-  if [ "$op" = fget ]; then  # the keys the reads ask for exist
-    l=$(leader)
-    [ -n "$l" ] && redis-benchmark -p "$(rport "$l")" -t set -c 64 -n 20000 -d 16 -r 20000 -q >/dev/null 2>&1
+  if [ "$op" = resp ] || [ "$op" = fget ]; then l=$(leader); fi
+  if [ "$op" = fget ] && [ -n "$l" ]; then  # the keys the reads ask for exist
+    redis-benchmark -p "$(rport "$l")" -t set -c 64 -n 20000 -d 16 -r 20000 -q >/dev/null 2>&1
   fi
   for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
   if [ "$op" = fget ]; then
     [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport $((l % 3 + 1)))" -t get -c "$clients" -n "$ops" -d 16 -r 20000 \
                            --csv 2>/dev/null | redis_csv GET | awk '$1 != "-" {print $1, $3, $4}')
   elif [ "$op" = resp ]; then
-    l=$(leader)
     [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
                            --csv 2>/dev/null | redis_csv SET | awk '$1 != "-" {print $1, $3, $4}')
   else
