@@ -5,9 +5,10 @@
 //   keel-sim --seeds A..B [--time S]  a sweep of seeds A to B inclusive (stops after S seconds
 //                                     of wall time); prints every failing seed, then totals
 // Options: --nodes 3|5|7, --faults all|network,partitions,crashes,torn,pauses,slow-disk,
-// membership,transfers,snapshots (default: a mix chosen by each seed), --events N (events of
+// membership,transfers,snapshots,held-reads (default: a mix chosen by each seed), --events N (events of
 // the fault phase), --clients N, --keys N, --defect NAME (commit-previous-term,
-// read-without-quorum, grant-any-vote, ack-before-persist, forget-vote, stale-reads, retry-expired-writes; may be
+// read-without-quorum, forwarded-read-acks-round, grant-any-vote, ack-before-persist, forget-vote, stale-reads,
+// retry-expired-writes; may be
 // repeated), --session-timeout MS (KvStateMachine's session timeout instead of the seed's
 // choice), --history FILE (one run: write the history as JSON Lines), --no-check (skip the
 // linearizability check), --pre-vote on|off and --check-quorum on|off (instead of the
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
       auto core = [&](keel::Fault f) { o.coreFaults |= uint64_t{1} << unsigned(f); };
       if (d == "commit-previous-term") core(keel::Fault::CommitPreviousTerm);
       else if (d == "read-without-quorum") core(keel::Fault::ReadWithoutQuorum);
+      else if (d == "forwarded-read-acks-round") core(keel::Fault::ForwardedReadAcksRound);
       else if (d == "grant-any-vote") core(keel::Fault::GrantAnyVote);
       else if (d == "ack-before-persist") core(keel::Fault::AckBeforePersist);
       else if (d == "forget-vote") o.defects |= keel::sim::kForgetVote;

@@ -33,6 +33,9 @@ enum class Fault : unsigned {
   ReadWithoutQuorum,   // answer ReadIndex at once, without confirming leadership (breaks §6.4)
   GrantAnyVote,        // grant every vote request (breaks §5.2 and §5.4.1)
   AckBeforePersist,    // send acknowledgements before the writes are durable (breaks §5.1)
+  // take a follower's forwarded read for its acknowledgement of the leader's whole read round,
+  // answering reads that arrived before the request did (breaks §6.4 step 3)
+  ForwardedReadAcksRound,
 };
 
 struct Config {

@@ -116,6 +116,12 @@ Result Consensus::Impl::readIndex(NodeId from, uint64_t context) {
   bool lease = cfg_.readMode == ReadMode::Lease && leaseHolds();
   KEEL_FAULT_IF(Fault::ReadWithoutQuorum, { lease = true; });
   if (lease || quorumWithAsker(from)) {
+    KEEL_FAULT_IF(Fault::ForwardedReadAcksRound, {
+      if (Peer* p = peer(from)) {
+        p->readAck = readRound_;
+        releaseReads();
+      }
+    });
     answerRead(from, context, pr.index);
     return r;
   }

@@ -131,7 +131,7 @@ void Simulation::nemesis() {
   schedule(now_ + rng_.range(10 * kMs, 150 * kMs), Event::Nemesis);
   std::vector<uint32_t> kinds;
   for (uint32_t b = 1; b < kAllFaults; b <<= 1)
-    if ((o_.faults & b) && b != kTornWrites) kinds.push_back(b);
+    if ((o_.faults & b) && b != kTornWrites && b != kHeldReads) kinds.push_back(b);  // standing properties of the run
   if (kinds.empty()) return;
   uint32_t k = kinds[rng_.below(kinds.size())];
   size_t total = nodes_.size();

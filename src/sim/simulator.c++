@@ -401,9 +401,15 @@ void Simulation::send(const Message& m) {
     reportSnapshot(m, false);
     return;
   }
+  int64_t held = 0;
+  if ((o_.faults & kHeldReads) && !healed_ &&
+      (m.type == MessageType::ReadIndex || m.type == MessageType::ReadIndexResponse)) {
+    held = rng_.range(100 * kMs, 1000 * kMs);  // 1-10 election timeouts
+    res_.heldReads++;
+  }
   int copies = dup_ > 0 && rng_.chance(dup_) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
-    int64_t delay = rng_.range(500'000, 3 * kMs);
+    int64_t delay = held + rng_.range(500'000, 3 * kMs);
     if (longDelay_ > 0 && rng_.chance(longDelay_)) delay += rng_.range(5 * kMs, 150 * kMs);
     Message copy = m;
     schedule(now_ + delay, Event::Deliver, m.to.value, 0, &copy);
@@ -904,6 +910,7 @@ const std::pair<uint32_t, const char*> kFaultNames[] = {
     {kNetwork, "network"},   {kPartitions, "partitions"}, {kCrashes, "crashes"},
     {kTornWrites, "torn"},   {kPauses, "pauses"},         {kSlowDisk, "slow-disk"},
     {kMembership, "membership"}, {kTransfers, "transfers"}, {kSnapshots, "snapshots"},
+    {kHeldReads, "held-reads"},
 };
 }
 
@@ -936,7 +943,7 @@ std::string Result::summary() const {
     << " (ok/fail/info) committed=" << committed << " terms=" << terms << " crashes=" << crashes
     << " partitions=" << partitions << " membership=" << membershipChanges << " transfers=" << transfers
     << " compactions=" << compactions << " (sliced " << slicedCompactions << ") installs=" << snapshotInstalls << " reports=" << snapshotReports
-    << " sessions=" << registrations << " expired=" << sessionsExpired;
+    << " sessions=" << registrations << " expired=" << sessionsExpired << " held-reads=" << heldReads;
   return o.str();
 }
 

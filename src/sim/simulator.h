@@ -43,7 +43,11 @@ enum Faults : uint32_t {
   kMembership = 1 << 6,  // add learner, promote, remove, replace
   kTransfers = 1 << 7,   // leadership transfer
   kSnapshots = 1 << 8,   // snapshot and compaction at a random node
-  kAllFaults = (1 << 9) - 1,
+  // Every read a follower forwards to the leader (ReadIndex), and every answer, is held in the
+  // network for 100-1000 ms (1-10 election timeouts): an election and writes happen while it
+  // travels. Until the heal.
+  kHeldReads = 1 << 9,
+  kAllFaults = (1 << 10) - 1,
 };
 // "network,partitions,..." or "all"; nullopt for an unknown name.
 std::optional<uint32_t> parseFaults(const std::string& names);
@@ -90,7 +94,7 @@ struct Result {
   // Counters.
   uint64_t events = 0;
   int64_t simTime = 0;  // ns
-  uint64_t messages = 0, dropped = 0;
+  uint64_t messages = 0, dropped = 0, heldReads = 0;
   uint64_t opsOk = 0, opsFail = 0, opsInfo = 0;
   uint64_t committed = 0, terms = 0;
   uint64_t crashes = 0, pauses = 0, partitions = 0, membershipChanges = 0, transfers = 0;

@@ -79,6 +79,22 @@ TEST(Defects, ReadWithoutQuorumIsCaught) {
   EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
 }
 
+TEST(Defects, ForwardedReadTakenForAnAcknowledgementOfTheWholeRoundIsCaught) {
+  // §6.4 step 3: a leader that takes a follower's forwarded read for that follower's
+  // acknowledgement of its pending read round answers reads that reached it after the follower
+  // sent the request: a request held in the network while the others elect a leader and write.
+  Options o;
+  o.nodes = 3;  // the leader and the asker are a quorum: the leader answers the request at once
+  o.faults = kPartitions | kNetwork | kHeldReads;
+  o.clients = 16;  // on one key: more reads at the leader to answer early, more writes to miss
+  o.keys = 1;
+  o.coreFaults = coreFault(keel::Fault::ForwardedReadAcksRound);
+  o.configure = [](Config& c) { c.checkQuorum = false; };
+  Found f = firstFailure(o, 200);
+  ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
+  EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
+}
+
 TEST(Defects, StaleReadsAreCaught) {
   // §6.4: a node that answers reads from its local state without ReadIndex.
   Options o;
@@ -96,7 +112,7 @@ TEST(Defects, RetryOfAnExpiredWriteIsCaught) {
   Options o;
   o.sessionTimeoutMs = 100;
   o.defects = kRetryExpiredWrites;
-  Found f = firstFailure(o, 80);
+  Found f = firstFailure(o, 150);
   ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
   EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
 }
