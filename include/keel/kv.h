@@ -270,9 +270,11 @@ class KvStateMachine final : public StateMachine {
   class Snapshotter;
   friend class KvRestore;
   std::string applyWrite(kv::Op op, std::string_view body, bool& ok);
-  // Every change of data_ goes through these two, so that a snapshot under way keeps what it
-  // has not written yet. `it` is data_.find(key).
+  // Every change of data_ goes through these, so that a snapshot under way keeps what it has
+  // not written yet. `it` is data_.find(key); putRecord() (a write that needs no old value)
+  // looks the key up itself.
   void setRecord(Records::iterator it, std::string_view key, std::string_view value);
+  void putRecord(std::string_view key, std::string_view value);
   void eraseRecord(Records::iterator it);
   void noRestoreDuringSnapshot() const;
   void advanceClock(uint64_t clockMs);

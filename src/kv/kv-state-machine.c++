@@ -216,7 +216,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
     case Op::Put: {
       std::string_view value;
       if (!r.bytes(key) || !r.bytes(value) || !r.done()) break;
-      setRecord(data_.find(key), key, value);
+      putRecord(key, value);
       return kv::replyStatus(Status::Ok);
     }
     case Op::Delete: {
@@ -286,7 +286,7 @@ std::string KvStateMachine::applyWrite(Op op, std::string_view body, bool& ok) {
       bool good = true;
       for (auto& [k, v] : pairs) good = good && r.bytes(k) && r.bytes(v);
       if (!good || !r.done()) break;
-      for (auto& [k, v] : pairs) setRecord(data_.find(k), k, v);
+      for (auto& [k, v] : pairs) putRecord(k, v);
       return kv::replyStatus(Status::Ok);
     }
     case Op::DeleteMany: {
@@ -494,6 +494,14 @@ void KvStateMachine::setRecord(Records::iterator it, std::string_view key, std::
   if (snapshotter_) snapshotter_->changing(key, it);
   if (it == data_.end()) data_.emplace(key, value);
   else it->setValue(value);
+}
+
+void KvStateMachine::putRecord(std::string_view key, std::string_view value) {
+  // One descent of the tree: find() and then emplace() made two for a new key.
+  auto at = data_.lower_bound(key);
+  if (at != data_.end() && at->key() == key) return setRecord(at, key, value);
+  if (snapshotter_) snapshotter_->changing(key, data_.end());
+  data_.emplace_hint(at, key, value);
 }
 
 void KvStateMachine::eraseRecord(Records::iterator it) {
