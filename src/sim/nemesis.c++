@@ -234,12 +234,18 @@ void Simulation::healAll() {
     }
     trace(n, Trace(Trace::Membership, "everything heals"));
   }
-  // The operator shuts down the servers that no voter counts as a member any more: a removed
-  // server that does not know it was removed would disrupt the cluster with elections when
-  // neither pre-vote nor check-quorum is on (diss. §4.2.3). Whose word counts: the members of
-  // the configuration of the node that committed the most, and the voters among them. A
-  // removed server still in the joint configuration it never saw end counts itself a voter;
-  // its word does not count (seed 1964).
+  retireRemoved();
+}
+
+// The operator shuts down the servers that no voter counts as a member any more: a removed
+// server that does not know it was removed would disrupt the cluster with elections when
+// neither pre-vote nor check-quorum is on (diss. §4.2.3), or, if it still believes it leads,
+// go on taking writes that never commit, its heartbeats of a stale term ignored (seeds 20155
+// and 75524). Whose word counts: the members of the configuration of the node that committed
+// the most, and the voters among them. A removed server still in the joint configuration it
+// never saw end counts itself a voter; its word does not count (seed 1964). At the heal, and
+// on every tick after it: a change proposed before the heal may complete after it.
+void Simulation::retireRemoved() {
   const Node* ref = nullptr;
   for (Node& n : nodes_)
     if (n.up() && (!ref || n.core->commitIndex() > ref->core->commitIndex())) ref = &n;

@@ -250,6 +250,7 @@ class Simulation {
   void partition();
   void heal();
   void healAll();
+  void retireRemoved();
   void membershipChange();
 
   std::string report();

@@ -709,6 +709,7 @@ void Simulation::dispatch(Event& e) {
       if (!n.up() || n.paused) return;
       n.core->tick();
       processReadies(n);
+      if (healed_) retireRemoved();
       break;
     }
     case Event::Deliver: deliver(e.msg); break;

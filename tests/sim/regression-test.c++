@@ -45,6 +45,15 @@ TEST(Regression, Seed76CopyOnARemovedNodeAfterSessionExpiry) { expectPasses(seed
 // now goes by the configuration of the node that committed the most.
 TEST(Regression, Seed1964RemovedServerStuckInJointConfiguration) { expectPasses(seed(1964)); }
 
+// A leader of an older term, removed by a change that completed after the heal, went on
+// believing it led: with neither pre-vote nor check-quorum the members ignore its heartbeats of
+// a stale term (as etcd-io/raft does), nobody else writes to a non-member, and a client kept
+// proposing through it until its deadline (found by a sweep of 184,058 seeds, 1 in 92,000).
+// The simulated operator now retires removed servers on every tick after the heal, not only at
+// the heal.
+TEST(Regression, Seed20155LeaderRemovedAfterTheHeal) { expectPasses(seed(20155)); }
+TEST(Regression, Seed75524LeaderRemovedAfterTheHealInAJointConfiguration) { expectPasses(seed(75524)); }
+
 // Consensus::applicable() (entries committed while the node's write is in flight) once handed
 // out entries that a snapshot taken in since the last Ready covers, which the log no longer
 // held: they are now left to the Ready that carries the snapshot.
