@@ -390,9 +390,7 @@ TEST(Cluster, ASnapshotCutMidTransferIsSentAgainAndArrivesWhole) {
   auto add = c.changeMembership(Client::Change::AddLearner, four, cluster.node(four).address);
   ASSERT_TRUE(add.ok()) << add.detail;
   // Cut the first transfer: kill the receiver once the leader has started sending.
-  auto until = std::chrono::steady_clock::now() + 20s;
-  while (cluster.log(leader).find("sending snapshot") == std::string::npos && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(1ms);
+  waitFor([&] { return cluster.log(leader).find("sending snapshot") != std::string::npos; }, 20s, 1ms);
   cluster.kill(four, SIGKILL);
   bool cut = cluster.log(four).find("received snapshot") == std::string::npos;
   if (!cut) std::fprintf(stderr, "note: the first transfer completed before the kill\n");
@@ -411,9 +409,7 @@ TEST(Cluster, ASnapshotCutMidTransferIsSentAgainAndArrivesWhole) {
   // thread, so the file may trail the applied index by the time that write takes (up to a
   // second in the sanitizer build for these 19 MB).
   const std::string recv = cluster.node(four).dir + "/snapshot.recv", snap = cluster.node(four).dir + "/snapshot";
-  until = std::chrono::steady_clock::now() + 10s;
-  while ((std::filesystem::exists(recv) || !std::filesystem::exists(snap)) && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(5ms);
+  waitFor([&] { return !std::filesystem::exists(recv) && std::filesystem::exists(snap); }, 10s);
   EXPECT_FALSE(std::filesystem::exists(recv));
   EXPECT_TRUE(std::filesystem::exists(snap));
   // The learner's own state, read locally (stale) through a client pinned to it.

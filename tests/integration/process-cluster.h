@@ -30,6 +30,17 @@
 
 namespace keel::integration {
 
+// Polls `done` every `step` until it holds (true) or `within` has passed (false).
+template <typename Pred>
+bool waitFor(Pred done, std::chrono::milliseconds within, std::chrono::milliseconds step = std::chrono::milliseconds(5)) {
+  auto end = std::chrono::steady_clock::now() + within;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(step);
+  }
+  return true;
+}
+
 inline uint16_t freePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -188,13 +199,12 @@ class ProcessCluster {
 
   // Waits until node `id` has applied at least `index`.
   bool waitApplied(Client& c, uint64_t id, uint64_t index, std::chrono::milliseconds within = std::chrono::seconds(15)) {
-    auto end = std::chrono::steady_clock::now() + within;
-    while (std::chrono::steady_clock::now() < end) {
-      auto s = c.status(nodes_.at(id).address);
-      if (s.ok() && s.value.applied >= index) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
+    return waitFor(
+        [&] {
+          auto s = c.status(nodes_.at(id).address);
+          return s.ok() && s.value.applied >= index;
+        },
+        within, std::chrono::milliseconds(20));
   }
 
   std::string log(uint64_t id) const {
