@@ -133,6 +133,7 @@ struct SegmentedLog::Impl {
   HardState hs;
   uint64_t metaSeq = 0;
   int lastSyncedSlot = 1;  // the slot holding the latest record that was (to be) synced
+  bool metaDeferred = false;  // `hs` has a new commit index not yet handed to the I/O thread
   SnapshotMeta snapMeta;
   uint64_t epoch = 0;
   Bytes snapData;                       // set when the snapshot was given in this process...
@@ -234,6 +235,9 @@ struct SegmentedLog::Impl {
   void retire();
 
   void flush();
+
+  // Hands a record of `hs` to the I/O thread; `sync`: the batch it goes with syncs it.
+  void writeMeta(bool sync);
 
   // Reserves `n` bytes at the end of the active segment in the write buffer.
   uint8_t* reserve(Segment& seg, const SegPtr& segPtr, uint64_t n);

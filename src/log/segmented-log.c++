@@ -504,6 +504,7 @@ SegmentedLog::SegmentedLog(std::string dir, Options options)
 SegmentedLog::~SegmentedLog() {
   Impl& m = *impl_;
   m.flush();
+  if (m.metaDeferred) m.writeMeta(false);
   Op sync;
   sync.kind = Op::Sync;
   sync.seq = ++m.nextSeq;
@@ -734,20 +735,16 @@ std::unique_ptr<SegmentedLog::SnapshotReceiver> SegmentedLog::receiveSnapshot(co
       });
 }
 
-void SegmentedLog::setHardState(const HardState& hs) {
-  Impl& m = *impl_;
-  if (hs == m.hs) return;
-  // A term or vote change must be durable with the next batch; commit alone need not be. The
-  // slot holding the latest record meant to be synced is never overwritten by an unsynced one.
-  bool needSync = hs.mustPersistOver(m.hs);
-  m.hs = hs;
-  int slot = 1 - m.lastSyncedSlot;
-  if (needSync) m.lastSyncedSlot = slot;
+void SegmentedLog::Impl::writeMeta(bool sync) {
+  // The slot holding the latest record meant to be synced is never overwritten by an unsynced one.
+  int slot = 1 - lastSyncedSlot;
+  if (sync) lastSyncedSlot = slot;
+  metaDeferred = false;
   auto c = std::make_shared<Chunk>(kMetaBytes);
   uint8_t* p = c->data();
   std::memcpy(p, kMetaMagic, 8);
   put32(p + 8, kVersion);
-  put64(p + 16, ++m.metaSeq);
+  put64(p + 16, ++metaSeq);
   put64(p + 24, hs.term.value);
   put64(p + 32, hs.vote.value);
   put64(p + 40, hs.commit.value);
@@ -755,9 +752,21 @@ void SegmentedLog::setHardState(const HardState& hs) {
   Op op;
   op.kind = Op::Meta;
   op.slot = slot;
-  op.syncMeta = needSync;
+  op.syncMeta = sync;
   op.data = std::move(c);
-  m.enqueue(std::move(op));
+  enqueue(std::move(op));
+}
+
+void SegmentedLog::setHardState(const HardState& hs) {
+  Impl& m = *impl_;
+  if (hs == m.hs) return;
+  // A term or vote change must be durable with the next batch. A change of commit alone is
+  // written when the next batch closes (syncAsync()), one record for however many changes came
+  // before it: an operation of its own would wake the I/O thread at every commit.
+  bool needSync = hs.mustPersistOver(m.hs);
+  m.hs = hs;
+  m.metaDeferred = !needSync;
+  if (needSync) m.writeMeta(true);
 }
 
 void SegmentedLog::append(std::span<const Entry> es) {
@@ -839,6 +848,7 @@ uint64_t SegmentedLog::syncAsync() {
   Impl& m = *impl_;
   m.retire();
   m.flush();
+  if (m.metaDeferred) m.writeMeta(false);
   Op op;
   op.kind = Op::Sync;
   op.seq = ++m.nextSeq;

@@ -4,6 +4,7 @@
 #include <keel/segmented-log.h>
 
 #include "../../src/log/format.h"
+#include "fault-file-system.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -385,6 +386,41 @@ TEST(SegmentedLog, GroupCommitReportsBatchesInOrder) {
   std::lock_guard<std::mutex> lk(mu);
   ASSERT_EQ(seen.size(), 50u);
   for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], k + 1);
+}
+
+TEST(SegmentedLog, ChangesOfCommitAloneAreWrittenOnceWithTheNextBatch) {
+  test::FaultFileSystem fs;
+  SegmentedLog::Options o;
+  o.fs = &fs;
+  auto metaWrites = [&] {
+    size_t n = 0;
+    for (auto& r : fs.journal())
+      n += r.kind == test::FaultFileSystem::Rec::Write && r.path.find("/meta-") != std::string::npos;
+    return n;
+  };
+  {
+    SegmentedLog log("/d", o);
+    std::vector<Entry> es;
+    for (uint64_t i = 1; i <= 5; ++i) es.push_back(entry(i, 1, payload(i, 100)));
+    log.append(es);
+    log.setHardState({Term{1}, NodeId{1}, Index{0}});
+    log.sync();
+    size_t before = metaWrites();
+    for (uint64_t c = 1; c <= 4; ++c) log.setHardState({Term{1}, NodeId{1}, Index{c}});
+    EXPECT_EQ(log.hardState().commit, Index{4});  // the read side sees it at once
+    log.sync();
+    EXPECT_EQ(metaWrites(), before + 1);  // one record for the four changes
+    log.setHardState({Term{1}, NodeId{1}, Index{5}});
+    // A change of term or vote in between supersedes it: its record carries the commit too.
+    log.setHardState({Term{2}, NodeId{3}, Index{5}});
+    log.sync();
+    EXPECT_EQ(metaWrites(), before + 2);
+    log.setHardState({Term{2}, NodeId{3}, Index{3}});
+  }  // the destructor's last batch writes it
+  test::FaultFileSystem again(fs.current());
+  o.fs = &again;
+  SegmentedLog log("/d", o);
+  EXPECT_EQ(log.hardState(), (HardState{Term{2}, NodeId{3}, Index{3}}));
 }
 
 TEST(SegmentedLog, TornTailOnRealFilesIsCutAndReported) {
