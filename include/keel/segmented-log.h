@@ -212,6 +212,12 @@ class SegmentedLog final : public Log {
   // Closes the current batch: every write made so far becomes durable when this batch does.
   // Returns the batch's sequence number (1, 2, 3, ...). Never blocks on the disk.
   uint64_t syncAsync();
+  // syncAsync(), except that when the I/O thread is idle and the batch holds at most
+  // `maxBytes` of records, the batch is written and synced on the calling thread before this
+  // returns (durableSeq() then reports it, and the callback has run on this thread). It saves
+  // the two hand-overs between the threads, and blocks the caller for the fdatasync: for an
+  // owner with nothing else to do meanwhile (a follower, whose answer waits for the sync).
+  uint64_t syncHere(uint64_t maxBytes);
   // The highest batch that is durable (batches complete in order). Any thread.
   uint64_t durableSeq() const noexcept;
   // Blocks until batch `seq` is durable. Any thread.

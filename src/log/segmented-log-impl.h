@@ -175,6 +175,7 @@ struct SegmentedLog::Impl {
   std::vector<ChunkPtr> freeChunks;
   uint64_t nextOpNo = 0;
   uint64_t nextSeq = 0;
+  std::vector<Op>* here = nullptr;      // set: enqueue() collects the ops for syncHere()
 
   // ---- shared ----
   std::mutex mu;
@@ -225,6 +226,9 @@ struct SegmentedLog::Impl {
   void ioLoop();
 
   void execute(Op& op);
+
+  // execute(), then marks the op written; ends the process if it failed.
+  void perform(Op& op);
 
   // =========================== owner-thread writes ===========================
 

@@ -27,6 +27,10 @@ namespace keel {
 
 void SegmentedLog::Impl::enqueue(Op op) {
   op.opNo = ++nextOpNo;
+  if (here) {
+    here->push_back(std::move(op));
+    return;
+  }
   bool wake;
   {
     std::lock_guard<std::mutex> lk(mu);
@@ -83,17 +87,21 @@ void SegmentedLog::Impl::ioLoop() {
     }
     for (Op& op : work) {
       if (op.kind == Op::Stop) return;
-      try {
-        execute(op);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "keel: FATAL: log %s: I/O failed: %s\n", dir.c_str(), e.what());
-        std::fflush(stderr);
-        std::abort();
-      }
-      writtenOps.store(op.opNo, std::memory_order_release);
+      perform(op);
     }
     work.clear();
   }
+}
+
+void SegmentedLog::Impl::perform(Op& op) {
+  try {
+    execute(op);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "keel: FATAL: log %s: I/O failed: %s\n", dir.c_str(), e.what());
+    std::fflush(stderr);
+    std::abort();
+  }
+  writtenOps.store(op.opNo, std::memory_order_release);
 }
 
 void SegmentedLog::Impl::execute(Op& op) {
@@ -854,6 +862,28 @@ uint64_t SegmentedLog::syncAsync() {
   op.seq = ++m.nextSeq;
   m.enqueue(std::move(op));
   return m.nextSeq;
+}
+
+uint64_t SegmentedLog::syncHere(uint64_t maxBytes) {
+  Impl& m = *impl_;
+  m.retire();
+  bool idle;
+  {
+    std::lock_guard<std::mutex> lk(m.mu);
+    idle = m.ioSleeping && m.queue.empty();
+  }
+  if (!idle || m.pend.size() > maxBytes) return syncAsync();
+  // The I/O thread has done everything handed to it and waits, and only this thread hands it
+  // work: the batch's writes, its hard state and its sync run here, in the order they would
+  // have run there. (The mutex taken above and at the next enqueue() orders the I/O thread's
+  // state between the two threads.)
+  std::vector<Op> ops;
+  m.here = &ops;
+  uint64_t seq = syncAsync();
+  m.here = nullptr;
+  for (Op& op : ops) m.perform(op);
+  m.retire();
+  return seq;
 }
 
 uint64_t SegmentedLog::durableSeq() const noexcept {

@@ -315,7 +315,15 @@ void Node::process() {
     finishReady();
     return;
   }
-  uint64_t seq = segmented_->syncAsync();
+  // A follower's answer waits for its sync and it has nothing else to send meanwhile: a small
+  // batch is synced on this thread (no wake-up of the log's I/O thread, and none of this loop
+  // by it). A leader's sync stays on the I/O thread, overlapping its Appends' round trips.
+  uint64_t seq = core_->role() == Role::Leader ? segmented_->syncAsync()
+                                               : segmented_->syncHere(kSyncHereBytes);
+  if (segmented_->durableSeq() >= seq) {
+    finishReady();
+    return;
+  }
   tasks_->add(waitDurable(seq).then([this]() {
     if (!stopping_) finishReady();
   }));

@@ -128,7 +128,8 @@ void runWorkload(Workload& w, uint64_t seed, int batches) {
       w.snapshotBatch.emplace(cur.snapData, w.states.size());
       cur.fp.assign(cur.snapIndex, 0);
     }
-    uint64_t seq = log.syncAsync();
+    // Half the batches are synced on this thread when the I/O thread is idle.
+    uint64_t seq = rng() % 2 ? log.syncAsync() : log.syncHere(1 << 20);
     ASSERT_EQ(seq, uint64_t(b));
     w.states.push_back(cur);
     w.seqPos.push_back(w.states.size() - 1);

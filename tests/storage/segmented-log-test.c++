@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 namespace keel {
 namespace {
@@ -234,8 +235,10 @@ TEST(SegmentedLog, AgreesWithMemoryLogUnderRandomOperations) {
       s.data = Bytes(payload(step, rng() % 5000));
       log->installSnapshot(s);
       mem.installSnapshot(s);
-    } else if (op < 85) {
+    } else if (op < 78) {
       log->syncAsync();
+    } else if (op < 85) {
+      log->syncHere(rng() % 2 ? 1 << 20 : 512);
     } else if (op < 93) {
       log->sync();
     } else {
@@ -421,6 +424,47 @@ TEST(SegmentedLog, ChangesOfCommitAloneAreWrittenOnceWithTheNextBatch) {
   o.fs = &again;
   SegmentedLog log("/d", o);
   EXPECT_EQ(log.hardState(), (HardState{Term{2}, NodeId{3}, Index{3}}));
+}
+
+TEST(SegmentedLog, ASmallBatchIsSyncedOnTheCallingThreadWhenTheIoThreadIsIdle) {
+  TempDir t;
+  std::atomic<std::thread::id> reportedOn{};
+  {
+    SegmentedLog log(t.log());
+    log.onDurable([&](uint64_t) { reportedOn = std::this_thread::get_id(); });
+    Entry e = entry(1, 1, payload(1, 100));
+    log.append({&e, 1});
+    log.sync();
+    bool here = false;
+    for (uint64_t i = 2; i <= 20 && !here; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the I/O thread goes back to wait
+      e = entry(i, 1, payload(i, 100));
+      log.append({&e, 1});
+      // The first change is of term and vote: handed to the I/O thread at once, it keeps that
+      // batch off this thread. The later ones are of commit alone.
+      log.setHardState({Term{1}, NodeId{1}, Index{i - 1}});
+      uint64_t seq = log.syncHere(1 << 20);
+      here = log.durableSeq() >= seq;
+      if (here) EXPECT_EQ(reportedOn.load(), std::this_thread::get_id());
+      log.waitDurable(seq);
+    }
+    EXPECT_TRUE(here);
+    // A batch past the bound goes to the I/O thread.
+    uint64_t last = log.lastIndex().value + 1;
+    e = entry(last, 1, payload(last, 5000));
+    log.append({&e, 1});
+    log.waitDurable(log.syncHere(1000));
+    EXPECT_NE(reportedOn.load(), std::this_thread::get_id());
+    std::vector<Entry> out;
+    log.entries(Index{1}, Index{last + 1}, UINT64_MAX, out);
+    EXPECT_EQ(out.size(), last);
+  }
+  SegmentedLog log(t.log());
+  // The commit given with the last small batch (one behind it), written by the batch past the bound.
+  EXPECT_EQ(log.hardState().commit.value + 2, log.lastIndex().value);
+  std::vector<Entry> out;
+  log.entries(Index{1}, log.lastIndex().next(), UINT64_MAX, out);
+  for (auto& e : out) EXPECT_EQ(e.data.str(), payload(e.index.value, e.index == log.lastIndex() ? 5000 : 100));
 }
 
 TEST(SegmentedLog, TornTailOnRealFilesIsCutAndReported) {
