@@ -236,10 +236,13 @@ capnp::ReaderOptions Node::readerOptions() const {
 void Node::kick() {
   if (scheduled_ || stopping_) return;
   scheduled_ = true;
-  tasks_->add(kj::evalLater([this]() {
+  auto run = [this]() {
     scheduled_ = false;
     process();
-  }));
+  };
+  // A follower syncs on this thread (process()): its Ready waits until every message already
+  // read has been stepped (evalLast), so that one sync covers them all.
+  tasks_->add(core_->role() == Role::Leader ? kj::evalLater(kj::mv(run)) : kj::evalLast(kj::mv(run)));
 }
 
 void Node::process() {
@@ -256,7 +259,10 @@ void Node::process() {
     }
     return;
   }
-  if (!core_->hasReady()) return;
+  if (!core_->hasReady()) {
+    releaseHeldSoon();
+    return;
+  }
   current_ = core_->ready();
   const Ready& rd = current_;
   if (core_->role() != loggedRole_ || core_->term() != loggedTerm_) {

@@ -208,10 +208,13 @@ kj::Promise<std::vector<Message>> Node::holdReturn(NodeId from) {
 void Node::releaseHeldSoon() {
   if (releaseScheduled_ || stopping_) return;
   releaseScheduled_ = true;
-  // After every evalLater() of this turn: the Ready loop and the flushes it schedules.
+  // After every evalLater() of this turn: the Ready loop and the flushes it schedules. A
+  // follower's Ready loop is itself an evalLast() (kick()), queued before this one and so run
+  // after it: while it is pending, the returns wait for it (finishReady() or an empty Ready
+  // calls this again).
   tasks_->add(kj::evalLast([this]() {
     releaseScheduled_ = false;
-    if (!syncing_) releaseHeld(true);
+    if (!syncing_ && !scheduled_) releaseHeld(true);
   }));
 }
 
