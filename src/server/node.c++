@@ -323,9 +323,12 @@ void Node::process() {
   }
   // A follower's answer waits for its sync and it has nothing else to send meanwhile: a small
   // batch is synced on this thread (no wake-up of the log's I/O thread, and none of this loop
-  // by it). A leader's sync stays on the I/O thread, overlapping its Appends' round trips.
-  uint64_t seq = core_->role() == Role::Leader ? segmented_->syncAsync()
-                                               : segmented_->syncHere(kSyncHereBytes);
+  // by it). A leader's sync stays on the I/O thread, overlapping its Appends' round trips (and
+  // a quorum of followers can commit without it, §10.2.1). After a sync that took longer than a
+  // tick (a slow or stalled disk) the next goes to the I/O thread, so that the loop goes on
+  // answering heartbeats, reads and /status meanwhile.
+  bool here = core_->role() != Role::Leader && !lastSyncSlow_;
+  uint64_t seq = here ? segmented_->syncHere(kSyncHereBytes) : segmented_->syncAsync();
   if (segmented_->durableSeq() >= seq) {
     finishReady();
     return;
@@ -357,6 +360,7 @@ void Node::finishReady() {
                            std::chrono::steady_clock::now() - syncStart_)
                            .count());
     fsyncSum_ += double(us) / 1e6;
+    lastSyncSlow_ = us > options_.tickMs * 1000;
     size_t b = 0;
     while (b < kNumFsyncBuckets && us > kFsyncBucketsUs[b]) ++b;
     ++fsyncBuckets_[b];

@@ -209,6 +209,7 @@ class Node final {
   // A follower syncs a batch of at most this many bytes on the loop (SegmentedLog::syncHere);
   // a larger one (catching up) goes to the I/O thread, so the next one arrives meanwhile.
   static constexpr uint64_t kSyncHereBytes = 1 << 20;
+  bool lastSyncSlow_ = false;  // the last sync took longer than a tick: the next is not synced here
   Role loggedRole_ = Role::Follower;  // the role and term last logged (process())
   Term loggedTerm_{};
   kj::TimePoint lastLateWarning_ = kj::origin<kj::TimePoint>();  // warnIfLate()
