@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <thread>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -71,6 +72,38 @@ class CoreLogView final : public Log {
   Log& log_;
 };
 
+// --unsafe-test-sync-delay-ms: the real file layer, with every file sync taking longer.
+class SlowSyncFileSystem final : public FileSystem {
+ public:
+  explicit SlowSyncFileSystem(uint32_t delayMs) : delay_(delayMs) {}
+  std::unique_ptr<File> open(const std::string& path, bool create) override {
+    return std::make_unique<SlowFile>(posix_.open(path, create), delay_);
+  }
+  bool exists(const std::string& path) override { return posix_.exists(path); }
+  void rename(const std::string& from, const std::string& to) override { posix_.rename(from, to); }
+  void remove(const std::string& path) override { posix_.remove(path); }
+  void makeDir(const std::string& path) override { posix_.makeDir(path); }
+  void syncDir(const std::string& path) override { posix_.syncDir(path); }
+  std::vector<std::string> list(const std::string& path) override { return posix_.list(path); }
+
+ private:
+  struct SlowFile final : File {
+    SlowFile(std::unique_ptr<File> f, std::chrono::milliseconds d) : inner(std::move(f)), delay(d) {}
+    size_t pread(void* buf, size_t size, uint64_t offset) const override { return inner->pread(buf, size, offset); }
+    void pwrite(const void* buf, size_t size, uint64_t offset) override { inner->pwrite(buf, size, offset); }
+    void truncate(uint64_t size) override { inner->truncate(size); }
+    uint64_t size() const override { return inner->size(); }
+    void sync() override {
+      std::this_thread::sleep_for(delay);
+      inner->sync();
+    }
+    std::unique_ptr<File> inner;
+    std::chrono::milliseconds delay;
+  };
+  FileSystem& posix_ = posixFileSystem();
+  std::chrono::milliseconds delay_;
+};
+
 // Upper bounds (microseconds) of the fsync latency histogram.
 constexpr uint64_t kFsyncBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
                                         100000, 250000, 1000000};
@@ -124,6 +157,10 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
     // --unsafe-test-ack-before-persist (tests only): appends stay in the log's user-space write
     // buffer until the lazy sync in tickLoop(), so kill -9 drops them.
     if (options_.unsafeTestAckBeforePersist) lo.writeBufferBytes = 1ull << 30;
+    if (options_.unsafeTestSyncDelayMs) {
+      slowDisk_ = std::make_unique<SlowSyncFileSystem>(options_.unsafeTestSyncDelayMs);
+      lo.fs = slowDisk_.get();
+    }
     auto seg = std::make_unique<SegmentedLog>(options_.dataDir, lo);
     segmented_ = seg.get();
     segmented_->onDurable([this](uint64_t seq) {

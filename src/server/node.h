@@ -40,6 +40,7 @@
 
 namespace keel {
 class SegmentedLog;
+class FileSystem;
 }
 
 namespace keel::server {
@@ -185,6 +186,7 @@ class Node final {
   kj::Timer& timer_;
   StateMachine& sm_;
   CommandStamper stamper_;
+  std::unique_ptr<FileSystem> slowDisk_;  // --unsafe-test-sync-delay-ms (outlives the log)
   std::unique_ptr<Log> logOwner_;
   Log* log_ = nullptr;
   SegmentedLog* segmented_ = nullptr;  // log_ when durable

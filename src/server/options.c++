@@ -83,6 +83,8 @@ const std::vector<OptionHelp>& optionHelp() {
        "TESTS ONLY (breaks linearizability): serve every read from local state, without ReadIndex."},
       {"unsafe-test-clock-rate", "<rate>",
        "TESTS ONLY (clock skew): this node's clock runs <rate> times as fast as the real one (0.01..100)."},
+      {"unsafe-test-sync-delay-ms", "<ms>",
+       "TESTS ONLY (a slow disk): every fdatasync of this node's log takes <ms> more (1..60000)."},
   };
   return h;
 }
@@ -140,6 +142,9 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
     double r = std::strtod(value.c_str(), &end);
     if (value.empty() || *end != '\0' || !(r >= 0.01 && r <= 100)) return bad("expected a rate from 0.01 to 100");
     o.unsafeTestClockRate = r;
+  } else if (name == "unsafe-test-sync-delay-ms") {
+    if (!num(1, 60000)) return bad("expected 1..60000");
+    o.unsafeTestSyncDelayMs = uint32_t(n);
   } else if (name == "cluster-id") {
     if (value.empty() || value.size() > 128) return bad("expected a name of 1 to 128 characters");
     o.clusterId = value;
@@ -226,9 +231,10 @@ std::string validate(const Options& o) {
     return "--read-mode lease and --unsafe-test-stale-reads together: the stale reads bypass every read "
            "mode, so the combination tests nothing";
   }
-  if ((o.unsafeTestAckBeforePersist || o.unsafeTestStaleReads || o.unsafeTestClockRate != 1.0) && !o.unsafeTest) {
-    return "--unsafe-test-ack-before-persist, --unsafe-test-stale-reads and --unsafe-test-clock-rate are for "
-           "tests only: they need --unsafe-test as well";
+  if ((o.unsafeTestAckBeforePersist || o.unsafeTestStaleReads || o.unsafeTestClockRate != 1.0 ||
+       o.unsafeTestSyncDelayMs) && !o.unsafeTest) {
+    return "--unsafe-test-ack-before-persist, --unsafe-test-stale-reads, --unsafe-test-clock-rate and "
+           "--unsafe-test-sync-delay-ms are for tests only: they need --unsafe-test as well";
   }
   return "";
 }

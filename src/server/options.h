@@ -46,6 +46,9 @@ struct Options {
   // lease bookkeeping) runs R times as fast as the real one: the nemesis's clock skew. (An
   // injected clock: libfaketime cannot be preloaded into a process linked with jemalloc.)
   double unsafeTestClockRate = 1.0;
+  // --unsafe-test-sync-delay-ms N: every fdatasync of this node's log files takes N ms more (a
+  // slow disk).
+  uint32_t unsafeTestSyncDelayMs = 0;
 };
 
 // Sets one option by its flag name (without dashes). Returns an error sentence, "" when fine.

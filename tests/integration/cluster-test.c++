@@ -10,6 +10,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <functional>
@@ -264,6 +265,54 @@ TEST(Cluster, APausedFollowerIsDisconnectedAndCaughtUpWhenItResumes) {
            std::chrono::steady_clock::now() < deadline);
   ASSERT_TRUE(st.ok()) << st.detail;
   EXPECT_GE(st.value.applied, c.status(cluster.node(leader).address).value.commit);
+}
+
+// A follower syncs its batches on its event loop (SegmentedLog::syncHere), but once a sync took
+// longer than a tick it hands them to the log's I/O thread: on a slow disk its loop goes on
+// answering (here a status call) instead of waiting out every sync.
+TEST(Cluster, AFollowerOnASlowDiskKeepsAnsweringWhileItsSyncsRun) {
+  ProcessCluster cluster(3);
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  uint64_t slow = leader % 3 + 1;
+  cluster.kill(slow, SIGKILL);
+  cluster.start(slow, {"--unsafe-test", "true", "--unsafe-test-sync-delay-ms", "400"});
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    Client w(cluster.clientOptions());
+    for (int i = 0; !stop; ++i)
+      if (w.put("s" + std::to_string(i), "v").ok()) ++written;  // the other follower is a quorum
+  });
+  std::this_thread::sleep_for(1s);  // the slow node is back and has synced slowly once
+  // The client's connection to the node killed breaks at its first use.
+  ASSERT_TRUE(waitFor([&] { return c.status(cluster.node(slow).address).ok(); }, 5s, 20ms));
+  std::vector<double> ms;
+  for (int i = 0; i < 20; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto st = c.status(cluster.node(slow).address);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    EXPECT_TRUE(st.ok()) << st.detail;
+    std::this_thread::sleep_for(50ms);
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(written.load(), 20);
+  std::sort(ms.begin(), ms.end());
+  // Waiting out the syncs, half the calls would wait 200 ms or more.
+  EXPECT_LT(ms[ms.size() / 2], 100.0) << "median of 20 status calls, max " << ms.back() << " ms";
+  auto metrics = testing::httpGet(cluster.node(slow).http, "/metrics", 2000);
+  ASSERT_TRUE(metrics);
+  auto value = [&](const std::string& key) {
+    size_t at = metrics->find(key + " ");
+    return at == std::string::npos ? 0.0 : std::stod(metrics->substr(at + key.size() + 1));
+  };
+  // The delay was in effect: its syncs took longer than 250 ms.
+  EXPECT_GT(value("keel_fsync_seconds_count"), value("keel_fsync_seconds_bucket{le=\"0.25\"}"));
+  auto st = c.status(cluster.node(leader).address);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(cluster.waitApplied(c, slow, st.value.commit)) << "the slow follower fell behind for good";
 }
 
 // A learner added by one leader keeps receiving the log from the next one: the new leader
@@ -803,7 +852,7 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   EXPECT_NE(std::string(buf, n).find("--id"), std::string::npos) << buf;
   cmd = ProcessCluster::serverPath() + " --help >/dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
-  // The test clock: only with --unsafe-test, and only a sane rate.
+  // The test-only flags: only with --unsafe-test, and only sane values.
   auto refused = [](const std::string& flags, const char* says) {
     std::string c = ProcessCluster::serverPath() + " --id 1 --memory-log true --peers 1=127.0.0.1:1 " + flags + " 2>&1";
     FILE* f = ::popen(c.c_str(), "r");
@@ -814,6 +863,8 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
     EXPECT_NE(std::string(out, got).find(says), std::string::npos) << flags << ": " << out;
   };
   refused("--unsafe-test-clock-rate 0.9", "need --unsafe-test");
+  refused("--unsafe-test-sync-delay-ms 10", "need --unsafe-test");
+  refused("--unsafe-test true --unsafe-test-sync-delay-ms 0", "expected 1..60000");
   refused("--unsafe-test true --unsafe-test-clock-rate 0", "expected a rate");
   refused("--unsafe-test true --unsafe-test-clock-rate fast", "expected a rate");
   refused("--snapshot-log-ratio 5000", "expected a ratio");
