@@ -209,8 +209,9 @@ class Node final {
   bool scheduled_ = false;
   bool syncing_ = false;
   // A follower syncs a batch of at most this many bytes on the loop (SegmentedLog::syncHere);
-  // a larger one (catching up) goes to the I/O thread, so the next one arrives meanwhile.
-  static constexpr uint64_t kSyncHereBytes = 1 << 20;
+  // a larger one (large values, catching up) goes to the I/O thread, so that the next one is
+  // received while it is written.
+  static constexpr uint64_t kSyncHereBytes = 64 << 10;
   bool lastSyncSlow_ = false;  // the last sync took longer than a tick: the next is not synced here
   Role loggedRole_ = Role::Follower;  // the role and term last logged (process())
   Term loggedTerm_{};
