@@ -866,7 +866,6 @@ uint64_t SegmentedLog::syncAsync() {
 
 uint64_t SegmentedLog::syncHere(uint64_t maxBytes) {
   Impl& m = *impl_;
-  m.retire();
   bool idle;
   {
     std::lock_guard<std::mutex> lk(m.mu);

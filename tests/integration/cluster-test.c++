@@ -304,10 +304,7 @@ TEST(Cluster, AFollowerOnASlowDiskKeepsAnsweringWhileItsSyncsRun) {
   EXPECT_LT(ms[ms.size() / 2], 100.0) << "median of 20 status calls, max " << ms.back() << " ms";
   auto metrics = testing::httpGet(cluster.node(slow).http, "/metrics", 2000);
   ASSERT_TRUE(metrics);
-  auto value = [&](const std::string& key) {
-    size_t at = metrics->find(key + " ");
-    return at == std::string::npos ? 0.0 : std::stod(metrics->substr(at + key.size() + 1));
-  };
+  auto value = [&](const std::string& name) { return testing::metricValue(*metrics, name).value_or(0); };
   // The delay was in effect: its syncs took longer than 250 ms.
   EXPECT_GT(value("keel_fsync_seconds_count"), value("keel_fsync_seconds_bucket{le=\"0.25\"}"));
   auto st = c.status(cluster.node(leader).address);
@@ -596,9 +593,8 @@ TEST(Cluster, FollowersAnswerInTheReturnsOfTheLeadersCalls) {
   auto sent = [&](uint64_t id, const char* path) -> uint64_t {
     auto body = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
     if (!body) return 0;
-    std::string key = std::string("keel_peer_messages_sent_total{path=\"") + path + "\"} ";
-    size_t at = body->find(key);
-    return at == std::string::npos ? 0 : std::stoull(body->substr(at + key.size()));
+    return uint64_t(testing::metricValue(*body, std::string("keel_peer_messages_sent_total{path=\"") + path + "\"}")
+                        .value_or(0));
   };
   for (uint64_t id = 1; id <= 3; ++id) {
     uint64_t calls = sent(id, "call"), returns = sent(id, "return");

@@ -37,6 +37,7 @@
 namespace keel::nemesis {
 
 using testing::httpGet;
+using testing::metricValue;
 
 // Runs a shell command; returns its exit status (-1 if it could not run). Its output goes to
 // `out` when given, else is discarded.

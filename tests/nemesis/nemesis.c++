@@ -349,13 +349,13 @@ Run::TickSample Run::tickSample(uint64_t id, uint32_t withinMs) {
     int64_t t0 = nowNs();
     auto body = httpGet(n.http, "/metrics", 500);
     int64_t t1 = nowNs();
-    size_t at = body ? body->find("\nkeel_ticks_total ") : std::string::npos;
-    size_t clock = body ? body->find("\nkeel_monotonic_clock_seconds ") : std::string::npos;
-    if (at != std::string::npos && clock != std::string::npos) {
+    auto ticks = body ? metricValue(*body, "keel_ticks_total") : std::nullopt;
+    auto clock = body ? metricValue(*body, "keel_monotonic_clock_seconds") : std::nullopt;
+    if (ticks && clock) {
       TickSample s;
       s.ok = true;
-      s.ticks = std::strtoull(body->c_str() + at + 18, nullptr, 10);
-      s.clock = std::strtod(body->c_str() + clock + 30, nullptr);
+      s.ticks = uint64_t(*ticks);
+      s.clock = *clock;
       s.ns = t0 + (t1 - t0) / 2;
       return s;
     }

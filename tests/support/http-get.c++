@@ -67,4 +67,12 @@ std::optional<std::string> httpGet(const std::string& hostPort, const std::strin
   return body;
 }
 
+std::optional<double> metricValue(const std::string& body, const std::string& name) {
+  std::string line = name + " ";
+  size_t at = body.rfind(line, 0) == 0 ? 0 : body.find("\n" + line);
+  if (at == std::string::npos) return std::nullopt;
+  if (body[at] == '\n') ++at;
+  return std::strtod(body.c_str() + at + line.size(), nullptr);
+}
+
 }  // namespace keel::testing

@@ -10,4 +10,8 @@ namespace keel::testing {
 // failure.
 std::optional<std::string> httpGet(const std::string& hostPort, const std::string& path, int timeoutMs);
 
+// The value of the sample `name` (with its labels, e.g. `keel_fsync_seconds_bucket{le="0.25"}`)
+// in a /metrics body; nullopt when the body has no such line.
+std::optional<double> metricValue(const std::string& body, const std::string& name);
+
 }  // namespace keel::testing
