@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # W4 e2e-kv (and W6 failover) of shared/bench/WORKLOADS.md, in one run on this machine:
 #   keel       3 durable keel-server nodes (Release, SegmentedLog, fsync on), loaded by `keel bench`
-#   keel-resp  the same cluster through its Redis-protocol port, loaded by redis-benchmark
+#   keel-resp  such a cluster through its Redis-protocol port, loaded by redis-benchmark
 #   etcd       ../shared/peers/etcd-kv/run.sh (3 etcd members, fsync on, Go clientv3 load client)
 #   redis      ../shared/peers/redis/run.sh (one Redis, appendfsync always, redis-benchmark)
 # For each C in CLIENTS: C clients doing sequential writes of distinct keys with 16-byte values,
 # then reads (linearizable on keel; etcd's load client only writes, so etcd has no read row).
+# Every keel run starts from a fresh cluster, as every etcd and Redis run does.
 #
 #   bench/compare-e2e.sh [--clients "1 16 64 256"] [--ops-per-client N] [--min-ops N] [--reps N]
 #                        [--w6 KILLS] [--no-peers] [--write-docs]
@@ -81,9 +82,22 @@ start_node() {
   pids+=($!)
 }
 . bench/lib.sh
-for i in 1 2 3; do start_node "$i"; done
-L=$(wait_leader compare-e2e)
-echo "==== keel cluster up; leader n$L; data in $work" >&2
+# Every keel measurement starts from a fresh cluster (empty data directories), as the peers'
+# run.sh start a fresh etcd cluster or Redis for each of theirs: no run inherits the keys, the
+# log and the snapshots of the runs before it. Sets L, the leader.
+fresh_cluster() {
+  local i
+  for i in 1 2 3; do
+    if [ -n "${node_pid[$i]:-}" ]; then
+      kill -9 "${node_pid[$i]}" 2>/dev/null || true
+      wait "${node_pid[$i]}" 2>/dev/null || true
+    fi
+    node_pid[$i]=""
+    rm -rf "${work:?}/n$i"
+  done
+  for i in 1 2 3; do start_node "$i"; done
+  L=$(wait_leader compare-e2e)
+}
 
 ops_for() { local n=$(( $1 * per_client )); [ "$n" -lt "$min_ops" ] && n=$min_ops; echo "$n"; }
 
@@ -92,7 +106,13 @@ measure_keel() {  # op clients
   local op=$1 c=$2 n
   n=$(ops_for "$c")
   local extra=""
-  [ "$op" = read ] && extra="--reads"
+  if [ "$op" = read ]; then
+    extra="--reads"
+    # The keys the reads ask for (each client reads its first 100 keys over and over): the
+    # cluster is fresh.
+    timeout 300 "$keel" --cluster "$cluster" bench --clients "$c" --connections 4 --count $((100 * c)) \
+      --value-size 16 >/dev/null 2>&1 || true
+  fi
   # C clients over min(C, 4) connections, as etcd's load generator (peers/etcd-kv/load.go)
   # spreads its C clients over 4 clientv3 connections.
   # A run that prints no result (the bench failed, or ran past 300 s and was stopped) is left
@@ -169,6 +189,7 @@ for c in $clients; do
     declare -A rows=()
     for r in $(seq "$reps"); do
       for s in $systems; do
+        case $s in keel | keel-resp) fresh_cluster ;; esac
         rows[$s]+="$(measure "$s" "$op" "$c")"$'\n'
       done
     done
@@ -183,6 +204,7 @@ done
 # W6: kill -9 the leader under a light load; ms until a write through another node succeeds.
 w6_line=""
 if [ "$w6" -gt 0 ]; then
+  fresh_cluster
   "$keel" --cluster "$cluster" bench --clients 4 --duration 100000 --value-size 16 >/dev/null 2>&1 &
   load=$!
   pids+=($load)
@@ -211,18 +233,18 @@ print("RESULT workload=W6 kills=%d median_ms=%d min_ms=%d max_ms=%d election_tim
 fi
 
 # keel-lease: linearizable reads from the leader's lease (--read-mode lease, diss. §6.4.1:
-# safe while clocks drift less than --max-clock-drift-percent); the same cluster and data,
-# restarted. Writes do not depend on the read mode, so this row has reads only.
-for i in 1 2 3; do
-  [ -n "${node_pid[$i]:-}" ] && kill "${node_pid[$i]}" 2>/dev/null && wait "${node_pid[$i]}" 2>/dev/null || true
-done
+# safe while clocks drift less than --max-clock-drift-percent), on fresh clusters started with
+# that flag. Writes do not depend on the read mode, so this row has reads only.
 server_flags="--read-mode lease"
-for i in 1 2 3; do start_node "$i"; done
-L=$(wait_leader compare-e2e)
 systems="$systems keel-lease"
 for c in $clients; do
   res[write,$c,keel-lease]="- - -"
-  res[read,$c,keel-lease]=$(for r in $(seq "$reps"); do measure_keel read "$c"; done | median_rows)
+  lease_rows=""
+  for r in $(seq "$reps"); do
+    fresh_cluster
+    lease_rows+="$(measure_keel read "$c")"$'\n'
+  done
+  res[read,$c,keel-lease]=$(median_rows <<<"$lease_rows")
   echo "  W4 read C=$c keel-lease: ${res[read,$c,keel-lease]}" >&2
 done
 
@@ -231,7 +253,7 @@ report() {
   echo "# keel: 3 nodes, Release, SegmentedLog with fsync, tick ${tick_ms} ms, election timeout $((tick_ms * election_ticks))-$((2 * tick_ms * election_ticks)) ms"
   echo "# ops per run: max($min_ops, $per_client x C); values 16 B; distinct keys; medians of $reps run(s), the systems taking turns"
   echo "# keel: \`keel bench\` (its client library: C clients on min(C, 4) connections, one session per connection, as etcd's load.go uses 4 connections); keel-resp: redis-benchmark on the leader's RESP port"
-  echo "# keel-lease: reads with --read-mode lease (the same cluster restarted)"
+  echo "# every keel run on a fresh cluster (empty data directories), as every etcd and Redis run; keel-lease: reads with --read-mode lease"
   echo "# etcd: peers/etcd-kv/run.sh (writes only); redis: peers/redis/run.sh (one node, appendfsync always)"
   [ "$w6" -gt 0 ] && echo "# W6: kill -9 the leader under 4 clients' writes, ms until a SET through another node succeeds; each kill waits until the node killed before it has caught up"
   echo
