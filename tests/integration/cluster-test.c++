@@ -837,6 +837,32 @@ TEST(Cluster, ALargeSnapshotIsWrittenInSlicesWhileWritesGoOn) {
   }
 }
 
+#ifdef KEEL_SERVER_JEMALLOC
+// The server's heap is advised onto transparent huge pages (malloc_conf in keel-server.c++):
+// after 48 MiB of values, most of a node's heap is in mappings flagged "hg" (MADV_HUGEPAGE),
+// and where the kernel hands out huge pages (its mode is not "never") some of it is on them.
+TEST(Cluster, AServersHeapIsAdvisedOntoHugePages) {
+  ProcessCluster cluster(1);
+  Client c(cluster.clientOptions());
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  const std::string value(64 << 10, 'v');
+  for (int i = 0; i < 768; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), value).ok()) << i;
+  std::ifstream smaps("/proc/" + std::to_string(cluster.node(1).pid) + "/smaps");
+  ASSERT_TRUE(smaps.good());
+  uint64_t sizeKb = 0, advisedKb = 0, hugeKb = 0;
+  for (std::string line; std::getline(smaps, line);) {
+    uint64_t kb = 0;
+    if (std::sscanf(line.c_str(), "Size: %lu kB", &kb) == 1) sizeKb = kb;
+    else if (std::sscanf(line.c_str(), "AnonHugePages: %lu kB", &kb) == 1) hugeKb += kb;
+    else if (line.rfind("VmFlags:", 0) == 0 && line.find(" hg") != std::string::npos) advisedKb += sizeKb;
+  }
+  EXPECT_GE(advisedKb, 32u << 10) << "kB in mappings advised onto huge pages";
+  std::ifstream modeFile("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode((std::istreambuf_iterator<char>(modeFile)), std::istreambuf_iterator<char>());
+  if (mode.find("[never]") == std::string::npos) EXPECT_GE(hugeKb, 2048u) << "kB on huge pages; mode " << mode;
+}
+#endif
+
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   std::string cmd = ProcessCluster::serverPath() + " --id 0 --data-dir /tmp/x --peers 1=127.0.0.1:1 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
