@@ -647,9 +647,21 @@ class SnapshotReaderImpl final : public SegmentedLog::SnapshotReader {
     }
     if (file_->pread(out, n, fileOffset_ + offset) != n)
       throw CorruptionError(path_, fileOffset_ + offset, "short read");
+    // A stream reads the snapshot in order: the bytes up to kReadAhead past these are asked
+    // for now (in steps of half of it), so that a file the page cache no longer holds (a
+    // snapshot taken long before) comes from the disk while these are sent, and the next read
+    // does not hold the leader's loop.
+    uint64_t end = offset + n, from = std::max(end, advisedTo_.load(std::memory_order_relaxed));
+    uint64_t to = std::min(size_, end + kReadAhead);
+    if (from < to && to - from >= std::min(kReadAhead / 2, size_ - end)) {
+      file_->willNeed(fileOffset_ + from, to - from);
+      advisedTo_.store(to, std::memory_order_relaxed);
+    }
   }
 
  private:
+  static constexpr uint64_t kReadAhead = 32 << 20;
+  mutable std::atomic<uint64_t> advisedTo_{0};  // snapshot bytes asked for so far (a hint)
   SnapshotMeta meta_;
   uint64_t size_;
   Bytes data_;

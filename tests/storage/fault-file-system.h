@@ -117,6 +117,11 @@ class FaultFileSystem final : public FileSystem {
     return journal_;
   }
   size_t syncs() const { return syncs_; }
+  // The read-ahead hints (File::willNeed) given so far: {offset, size} per call, in order.
+  std::vector<std::pair<uint64_t, uint64_t>> willNeeds() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return willNeeds_;
+  }
 
   // ---- crash states ----
   struct CrashState {
@@ -140,6 +145,7 @@ class FaultFileSystem final : public FileSystem {
   std::vector<std::vector<uint8_t>> inodes_;
   std::map<std::string, int> names_;
   std::vector<Rec> journal_;
+  std::vector<std::pair<uint64_t, uint64_t>> willNeeds_;
   int failIn_ = 0;
   std::atomic<size_t> syncs_{0};
 };
@@ -176,6 +182,10 @@ class FaultFile final : public File {
   uint64_t size() const override {
     std::lock_guard<std::mutex> lk(fs_.mu_);
     return fs_.inodes_[inode_].size();
+  }
+  void willNeed(uint64_t offset, uint64_t size) override {
+    std::lock_guard<std::mutex> lk(fs_.mu_);
+    fs_.willNeeds_.push_back({offset, size});
   }
   void sync() override {
     std::lock_guard<std::mutex> lk(fs_.mu_);

@@ -644,6 +644,41 @@ TEST(SegmentedLogSnapshots, AReaderKeepsItsSnapshotAcrossLaterCompactions) {
   EXPECT_THROW(now->readInto(7000, &x, 1), std::invalid_argument);
 }
 
+// A stream reads a snapshot in order; the reader asks the file system for the bytes ahead of
+// each read (posix_fadvise WILLNEED), so that a snapshot no longer in the page cache is read
+// from the disk before the stream asks for it.
+TEST(SegmentedLogSnapshots, AReaderAsksForTheBytesAheadOfEachRead) {
+  test::FaultFileSystem fs;
+  SegmentedLog::Options o;
+  o.fs = &fs;
+  SegmentedLog log("/keel", o);
+  Entry e = entry(1, 1, "x");
+  log.append({&e, 1});
+  const uint64_t size = 100 << 20, chunk = 4 << 20;
+  std::string data(size, '\0');
+  for (uint64_t i = 0; i < size; i += 4096) data[i] = char('a' + i / 4096 % 26);
+  log.compact(Snapshot{SnapshotMeta{Index{1}, Term{1}, {}}, Bytes(data)});
+  log.sync();
+  log.releaseWritten();
+  auto reader = log.snapshotReader();
+  ASSERT_EQ(reader->size(), size);
+  std::string out(chunk, '\0');
+  auto read = [&](uint64_t at) {
+    reader->readInto(at, reinterpret_cast<uint8_t*>(out.data()), chunk);
+    ASSERT_EQ(out, data.substr(at, chunk)) << at;
+  };
+  read(0);
+  ASSERT_FALSE(fs.willNeeds().empty());
+  const uint64_t fileOffset = fs.willNeeds().front().first - chunk;  // the first hint starts past the first read
+  for (uint64_t at = chunk; at < size; at += chunk) {
+    uint64_t advisedTo = 0;
+    for (auto [off, n] : fs.willNeeds()) advisedTo = std::max(advisedTo, off + n - fileOffset);
+    EXPECT_GE(advisedTo, at + chunk) << "the chunk at " << at << " was not asked for before it was read";
+    read(at);
+  }
+  EXPECT_LE(fs.willNeeds().size(), size / (16 << 20) + 2) << "hints in steps, not one per read";
+}
+
 TEST(SegmentedLogSnapshots, AWrittenSnapshotIsReadFromItsFileNotKeptInMemory) {
   TempDir t;
   SegmentedLog log(t.log(), small());
