@@ -650,8 +650,10 @@ class SnapshotReaderImpl final : public SegmentedLog::SnapshotReader {
     // A stream reads the snapshot in order: the bytes up to kReadAhead past these are asked
     // for now (in steps of half of it), so that a file the page cache no longer holds (a
     // snapshot taken long before) comes from the disk while these are sent, and the next read
-    // does not hold the leader's loop.
-    uint64_t end = offset + n, from = std::max(end, advisedTo_.load(std::memory_order_relaxed));
+    // does not hold the leader's loop. A read elsewhere (the reader used again from the start)
+    // is advised from where it is.
+    uint64_t end = offset + n, from = advisedTo_.load(std::memory_order_relaxed);
+    if (from < end || from > end + kReadAhead) from = end;
     uint64_t to = std::min(size_, end + kReadAhead);
     if (from < to && to - from >= std::min(kReadAhead / 2, size_ - end)) {
       file_->willNeed(fileOffset_ + from, to - from);

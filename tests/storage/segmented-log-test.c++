@@ -677,6 +677,11 @@ TEST(SegmentedLogSnapshots, AReaderAsksForTheBytesAheadOfEachRead) {
     read(at);
   }
   EXPECT_LE(fs.willNeeds().size(), size / (16 << 20) + 2) << "hints in steps, not one per read";
+  // Read again from the start: advised from there.
+  size_t before = fs.willNeeds().size();
+  read(0);
+  ASSERT_GT(fs.willNeeds().size(), before);
+  EXPECT_EQ(fs.willNeeds().back().first, fileOffset + chunk);
 }
 
 TEST(SegmentedLogSnapshots, AWrittenSnapshotIsReadFromItsFileNotKeptInMemory) {
