@@ -655,7 +655,7 @@ class SnapshotReaderImpl final : public SegmentedLog::SnapshotReader {
     uint64_t end = offset + n, from = advisedTo_.load(std::memory_order_relaxed);
     if (from < end || from > end + kReadAhead) from = end;
     uint64_t to = std::min(size_, end + kReadAhead);
-    if (from < to && to - from >= std::min(kReadAhead / 2, size_ - end)) {
+    if (from < to && (to - from >= kReadAhead / 2 || to == size_)) {
       file_->willNeed(fileOffset_ + from, to - from);
       advisedTo_.store(to, std::memory_order_relaxed);
     }

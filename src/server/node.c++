@@ -79,6 +79,8 @@ class SlowSyncFileSystem final : public FileSystem {
   std::unique_ptr<File> open(const std::string& path, bool create) override {
     return std::make_unique<SlowFile>(posix_.open(path, create), delay_);
   }
+  // Direct writes are never synced through their own handle (the buffered one is).
+  std::unique_ptr<File> openDirect(const std::string& path) override { return posix_.openDirect(path); }
   bool exists(const std::string& path) override { return posix_.exists(path); }
   void rename(const std::string& from, const std::string& to) override { posix_.rename(from, to); }
   void remove(const std::string& path) override { posix_.remove(path); }
@@ -93,6 +95,8 @@ class SlowSyncFileSystem final : public FileSystem {
     void pwrite(const void* buf, size_t size, uint64_t offset) override { inner->pwrite(buf, size, offset); }
     void truncate(uint64_t size) override { inner->truncate(size); }
     uint64_t size() const override { return inner->size(); }
+    void willNeed(uint64_t offset, uint64_t size) override { inner->willNeed(offset, size); }
+    void startWriteback(uint64_t offset, uint64_t size) override { inner->startWriteback(offset, size); }
     void sync() override {
       std::this_thread::sleep_for(delay);
       inner->sync();
