@@ -22,8 +22,12 @@
 // huge pages (madvise(MADV_HUGEPAGE): what the kernel's usual "madvise" mode asks for). Faulting
 // in fresh memory one 4 KiB page at a time is what restarting, snapshotting and catching up a
 // large state mostly do, and on the benchmark VM it ran at about 360 MB/s, against 0.6-2.4 GB/s
-// on huge pages (docs/benchmarks.md, item 34).
-extern "C" const char* malloc_conf = "thp:always,metadata_thp:auto";
+// on huge pages (docs/benchmarks.md, item 34). Allocations of up to 8 MiB are kept in each
+// thread's cache when freed (tcache_max): a snapshot streams as one RPC message of 4 MiB per
+// chunk on both sides, and the default cache (32 KiB) left those to the arena, whose decay
+// gave them back to the kernel (madvise DONTNEED) every few chunks, so every chunk faulted in
+// fresh memory again: 40% of a sending leader's CPU (item 35).
+extern "C" const char* malloc_conf = "thp:always,metadata_thp:auto,tcache_max:8388608";
 
 namespace {
 
