@@ -83,6 +83,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace keel {
@@ -119,6 +120,11 @@ class File {
   // A hint to start writing [offset, offset + size) to storage now, without waiting for it
   // (sync_file_range WRITE). It makes nothing durable: only sync() does.
   virtual void startWriteback(uint64_t offset, uint64_t size) {}
+  // The `size` bytes at `offset` (all within the file), for reading while the returned Bytes is
+  // held, which must not outlive a change to them. The real layer maps the file (mmap(2)), so
+  // pages are read from storage as they are touched and none is copied into the heap; this
+  // default reads them into memory. Throws std::system_error, or CorruptionError on a short read.
+  virtual Bytes map(uint64_t offset, uint64_t size);
 };
 
 class FileSystem {
@@ -251,24 +257,32 @@ class SegmentedLog final : public Log {
   };
   std::shared_ptr<const SnapshotReader> snapshotReader() const;
 
-  // Receiving a snapshot from the leader (§7) as it streams in. Its bytes are kept in memory
-  // (the state machine restores from them) and written to `snapshot.recv` in the log's
-  // directory as they arrive (sent on to storage every 16 MiB, past the page cache where the
-  // file system allows: FileSystem::openDirect), so that installSnapshot() of the finished
-  // snapshot, given the Bytes finish() returned, only writes the header, syncs and renames the
-  // file. One receive at a time: a new one, an installSnapshot() or compact() of other bytes,
-  // and destroying an unfinished receiver abandon it (the file goes). Owner thread only.
+  // Receiving a snapshot from the leader (§7) as it streams in. Its bytes are written to
+  // `snapshot.recv` in the log's directory as they arrive, through staging buffers of 8 MiB that
+  // are used again once written (past the page cache where the file system allows:
+  // FileSystem::openDirect), so that a receive holds tens of MiB of memory however large the
+  // snapshot is. finish() returns the bytes as read from that file (File::map), and
+  // installSnapshot() of them only writes the header (their checksum was taken as they
+  // arrived), syncs and renames the file. One receive at a time: a new one, an
+  // installSnapshot() or compact() of other bytes, and destroying an unfinished receiver
+  // abandon it (the file goes). Owner thread only.
   class SnapshotReceiver {
    public:
     virtual ~SnapshotReceiver() = default;
-    // The next `n` bytes. Throws std::invalid_argument past the announced size.
-    virtual void write(const uint8_t* data, size_t n) = 0;
-    // Every announced byte arrived: the snapshot's data, for installSnapshot().
+    // Where write() put a piece: `bytes` stay in place and unchanged while `holder` is held,
+    // and may be read from another thread meanwhile (holder itself stays on this one).
+    struct Piece {
+      Bytes holder;
+      std::string_view bytes;
+    };
+    // Copies the next `n` bytes in. Throws std::invalid_argument past the announced size.
+    virtual Piece write(const uint8_t* data, size_t n) = 0;
+    // Every staging buffer is in use (being written, or held through a Piece): the caller
+    // should let go of pieces, or wait, before it writes more. Writes still work (in more memory).
+    virtual bool backlogged() = 0;
+    // Every announced byte arrived: waits for the last of them to be written to the file (up
+    // to a few staging buffers), and returns them, mapped from it, for installSnapshot().
     virtual Bytes finish() = 0;
-    // Before finish(): the buffer the bytes land in, in order (the one finish() returns).
-    // Whoever holds it may read the bytes written so far, also from another thread, and also
-    // after the receive was abandoned.
-    virtual Bytes buffer() const = 0;
   };
   std::unique_ptr<SnapshotReceiver> receiveSnapshot(const SnapshotMeta& meta, uint64_t size);
 
@@ -283,6 +297,7 @@ class SegmentedLog final : public Log {
 
  private:
   struct Impl;
+  class Receiver;  // receiveSnapshot()'s
   std::unique_ptr<Impl> impl_;
 };
 

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,9 @@ class Bytes {
   // A buffer of `size` bytes to fill, through mutableData(). Bytes that share it must not read
   // what is still being filled (a snapshot receive's readers read only what has arrived).
   static Bytes uninitialized(size_t size);
+  // Bytes that live elsewhere (a file's mapping): `data` stays valid until the last Bytes that
+  // shares them goes, and then `release` runs (once). Read-only: no mutableData(), no shrink().
+  static Bytes external(const void* data, size_t size, std::function<void()> release);
   uint8_t* mutableData() noexcept { return rep_ ? rep_->bytes() : nullptr; }
   // Keeps the first n bytes (n <= size()) of a payload nobody else shares: a buffer allocated
   // larger than it turned out to need. The memory stays allocated until the payload goes.
@@ -97,8 +101,11 @@ class Bytes {
   struct Rep {
     size_t refs;
     size_t size;
-    uint8_t* bytes() noexcept { return reinterpret_cast<uint8_t*>(this + 1); }
+    uint8_t* ptr;  // right after the Rep, or elsewhere (external())
+    uint8_t* bytes() noexcept { return ptr; }
+    bool inline_() noexcept { return ptr == reinterpret_cast<uint8_t*>(this + 1); }
   };
+  struct ExternalRep;
   void release() noexcept {
     if (rep_ && --rep_->refs == 0) destroy(rep_);
     rep_ = nullptr;

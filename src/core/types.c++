@@ -17,17 +17,39 @@ Bytes Bytes::uninitialized(size_t size) {
   Bytes b;
   if (size == 0) return b;
   void* mem = ::operator new(sizeof(Rep) + size);
-  b.rep_ = new (mem) Rep{1, size};
+  Rep* r = new (mem) Rep{1, size, nullptr};
+  r->ptr = reinterpret_cast<uint8_t*>(r + 1);
+  b.rep_ = r;
+  return b;
+}
+
+struct Bytes::ExternalRep : Rep {
+  std::function<void()> release;
+};
+
+Bytes Bytes::external(const void* data, size_t size, std::function<void()> release) {
+  auto* r = new ExternalRep;
+  r->refs = 1;
+  r->size = size;
+  r->ptr = static_cast<uint8_t*>(const_cast<void*>(data));
+  r->release = std::move(release);
+  Bytes b;
+  b.rep_ = r;
   return b;
 }
 
 void Bytes::shrink(size_t n) noexcept {
-  assert(n <= size() && useCount() <= 1);
+  assert(n <= size() && useCount() <= 1 && (!rep_ || rep_->inline_()));
   if (n == 0) release();
   else rep_->size = n;
 }
 
-void Bytes::destroy(Rep* rep) noexcept { ::operator delete(rep); }
+void Bytes::destroy(Rep* rep) noexcept {
+  if (rep->inline_()) return ::operator delete(rep);
+  auto* e = static_cast<ExternalRep*>(rep);
+  if (e->release) e->release();
+  delete e;
+}
 
 std::string toString(Term t) { return "t" + std::to_string(t.value); }
 std::string toString(Index i) { return "i" + std::to_string(i.value); }

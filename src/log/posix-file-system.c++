@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,13 @@ void fatalIoError(const char* op, const std::string& path, int err) {
                op, path.c_str(), std::strerror(err), err);
   std::fflush(stderr);
   std::abort();
+}
+
+Bytes File::map(uint64_t offset, uint64_t size) {
+  if (size == 0) return Bytes();
+  Bytes b = Bytes::uninitialized(size_t(size));
+  if (pread(b.mutableData(), size_t(size), offset) != size) throw CorruptionError("(file)", offset, "short read");
+  return b;
 }
 
 namespace {
@@ -90,6 +98,16 @@ class PosixFile final : public File {
 
   void sync() override {
     if (::fdatasync(fd_) != 0) fatalIoError("fdatasync", path_, errno);
+  }
+
+  Bytes map(uint64_t offset, uint64_t size) override {
+    if (size == 0) return Bytes();
+    if (offset + size > this->size()) throw CorruptionError(path_, offset, "mapping past the end of the file");
+    uint64_t from = offset & ~uint64_t(::sysconf(_SC_PAGESIZE) - 1);
+    size_t len = size_t(offset + size - from);
+    void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd_, off_t(from));
+    if (p == MAP_FAILED) throwErrno("mmap", path_);
+    return Bytes::external(static_cast<uint8_t*>(p) + (offset - from), size_t(size), [p, len] { ::munmap(p, len); });
   }
 
  private:

@@ -28,7 +28,10 @@ namespace seglog {
 inline constexpr const char* kMetaNames[2] = {"meta-a", "meta-b"};
 inline constexpr uint64_t kScanChunk = 4u << 20;
 inline constexpr uint64_t kMaxInFlightBytes = 64u << 20;
-inline constexpr uint64_t kReceiveFlushBytes = 16u << 20;
+// A received snapshot passes through staging buffers of this size (a larger write gets one of
+// its own), at most this many in use at a time before the receiver says it is backlogged.
+inline constexpr uint64_t kStageBytes = 8u << 20;
+inline constexpr size_t kMaxStaged = 8;
 
 struct Segment {
   uint32_t id = 0;          // position key: segments_[id - segments_.front()->id]
@@ -149,15 +152,21 @@ struct SegmentedLog::Impl {
     std::shared_ptr<std::shared_ptr<File>> file;
   };
   std::deque<SnapKeep> snapKeep;
-  // A snapshot being received (receiveSnapshot): its bytes in memory and in snapshot.recv.
+  // A snapshot being received (receiveSnapshot): its bytes pass through staging buffers on
+  // their way to snapshot.recv.
   struct Received {
     SnapshotMeta meta;
-    Bytes data;
+    Bytes data;               // once complete: the bytes, mapped from snapshot.recv
     uint64_t size = 0;
-    uint64_t got = 0;         // bytes written into `data`
+    uint64_t got = 0;         // bytes received
     uint64_t handedOff = 0;   // bytes handed to the I/O thread
     uint64_t headerBytes = 0; // where the data starts in the file
     bool complete = false;
+    std::vector<Bytes> staging;  // used again once nobody else holds them
+    Bytes current;               // the one being filled: bytes [currentStart, got)
+    uint64_t currentStart = 0;
+    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash{XXH3_createState(), XXH3_freeState};
+    uint64_t dataHash = 0;    // once complete: hash64 of the bytes, for the file's header
     std::shared_ptr<std::shared_ptr<File>> file = std::make_shared<std::shared_ptr<File>>();
   };
   std::shared_ptr<Received> received;
@@ -261,7 +270,7 @@ struct SegmentedLog::Impl {
   void truncateSuffix(uint64_t i);
 
   // The snapshot file's header (everything before the data, docs/log-format.md).
-  ChunkPtr encodeSnapshotHeader(const Snapshot& s, uint64_t ep);
+  ChunkPtr encodeSnapshotHeader(const Snapshot& s, uint64_t ep, uint64_t dataHash);
 
   // `install`: a snapshot from the leader (it may be the one receiveSnapshot() took in, and
   // replaces any other receive); else a local one (compact), which leaves a receive alone.
@@ -270,8 +279,11 @@ struct SegmentedLog::Impl {
   // Abandons the snapshot being received, if any: its file goes, its bytes once written.
   void dropReceived();
 
-  // Hands the received bytes [handedOff, got) to the I/O thread.
+  // Hands the received bytes [handedOff, got) (all in the current staging buffer) to the I/O
+  // thread.
   void handOffReceived(bool last);
+  // A staging buffer nobody else holds with room for `n` bytes, or a new one.
+  Bytes stagingBuffer(Received& r, size_t n);
 
   // =========================== owner-thread reads ===========================
 

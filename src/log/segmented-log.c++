@@ -404,7 +404,7 @@ void SegmentedLog::Impl::truncateSuffix(uint64_t i) {
   seg->bytes = cut;
 }
 
-ChunkPtr SegmentedLog::Impl::encodeSnapshotHeader(const Snapshot& s, uint64_t ep) {
+ChunkPtr SegmentedLog::Impl::encodeSnapshotHeader(const Snapshot& s, uint64_t ep, uint64_t dataHash) {
   Bytes m = s.meta.membership.encode();
   auto c = std::make_shared<Chunk>(kSnapFixedBytes + m.size() + 8);
   uint8_t* p = c->data();
@@ -415,7 +415,7 @@ ChunkPtr SegmentedLog::Impl::encodeSnapshotHeader(const Snapshot& s, uint64_t ep
   put64(p + 24, s.meta.index.value);
   put64(p + 32, s.meta.term.value);
   put64(p + 40, s.data.size());
-  put64(p + 48, hash64(s.data.data(), s.data.size()));
+  put64(p + 48, dataHash);
   if (m.size()) std::memcpy(p + kSnapFixedBytes, m.data(), m.size());
   put64(p + kSnapFixedBytes + m.size(), hash64(p, kSnapFixedBytes + m.size()));
   return c;
@@ -425,9 +425,11 @@ void SegmentedLog::Impl::saveSnapshot(const Snapshot& s, bool install) {
   flush();
   Op op;
   op.kind = Op::Snap;
-  op.data = encodeSnapshotHeader(s, epoch);
-  if (install && received && received->complete && s.data.size() == received->size &&
-      (s.data.empty() || s.data.data() == received->data.data()) && op.data->size() == received->headerBytes) {
+  bool wasReceived = install && received && received->complete && s.data.size() == received->size &&
+                     (s.data.empty() || s.data.data() == received->data.data());
+  // The received bytes were hashed as they arrived: they are not read back for it.
+  op.data = encodeSnapshotHeader(s, epoch, wasReceived ? received->dataHash : hash64(s.data.data(), s.data.size()));
+  if (wasReceived && op.data->size() == received->headerBytes) {
     // The bytes of a snapshot received with receiveSnapshot(): already in snapshot.recv.
     op.recvFile = received->file;
     received.reset();
@@ -464,13 +466,21 @@ void SegmentedLog::Impl::handOffReceived(bool last) {
   Op op;
   op.kind = Op::SnapPart;
   op.recvFile = r.file;
-  op.payload = r.data.data() + r.handedOff;
+  op.payload = r.current.data() + (r.handedOff - r.currentStart);
   op.payloadSize = r.got - r.handedOff;
   op.offset = r.headerBytes + r.handedOff;
   op.lastPart = last;
   enqueue(std::move(op));
-  keepAlive.emplace_back(nextOpNo, r.data);
+  keepAlive.emplace_back(nextOpNo, r.current);
   r.handedOff = r.got;
+}
+
+Bytes SegmentedLog::Impl::stagingBuffer(Received& r, size_t n) {
+  for (const Bytes& b : r.staging)
+    if (b.useCount() == 1 && b.size() >= n) return b;
+  Bytes b = Bytes::uninitialized(std::max<size_t>(kStageBytes, n));
+  if (n <= kStageBytes) r.staging.push_back(b);  // an outsized one is not kept
+  return b;
 }
 
 bool SegmentedLog::Impl::readCached(uint32_t segId, uint64_t off, uint64_t n, uint8_t* out) const {
@@ -690,31 +700,76 @@ std::shared_ptr<const SegmentedLog::SnapshotReader> SegmentedLog::snapshotReader
                                               m.dir + "/snapshot");
 }
 
-namespace {
-class SnapshotReceiverImpl final : public SegmentedLog::SnapshotReceiver {
+class SegmentedLog::Receiver final : public SegmentedLog::SnapshotReceiver {
  public:
-  SnapshotReceiverImpl(Bytes buffer, std::function<void(const uint8_t*, size_t)> write,
-                       std::function<Bytes()> finish, std::function<void()> abandon)
-      : buffer_(std::move(buffer)), write_(std::move(write)), finish_(std::move(finish)), abandon_(std::move(abandon)) {}
-  ~SnapshotReceiverImpl() override {
-    if (!finished_) abandon_();
+  Receiver(Impl& impl, std::weak_ptr<Impl::Received> r) : impl_(impl), r_(std::move(r)) {}
+  ~Receiver() override {
+    auto r = r_.lock();
+    if (!finished_ && r && r == impl_.received) impl_.dropReceived();
   }
-  void write(const uint8_t* data, size_t n) override { write_(data, n); }
+
+  Piece write(const uint8_t* data, size_t n) override {
+    auto r = live("write");
+    if (r->complete || n > r->size - r->got)
+      throw std::invalid_argument("SnapshotReceiver::write: more bytes than announced");
+    if (n == 0) return Piece{};
+    impl_.retire();
+    size_t used = size_t(r->got - r->currentStart);
+    if (r->current.empty() || used + n > r->current.size()) {
+      impl_.handOffReceived(false);  // what the current buffer holds goes to the file first
+      r->current = impl_.stagingBuffer(*r, n);
+      r->currentStart = r->got;
+      used = 0;
+    }
+    uint8_t* at = r->current.mutableData() + used;
+    std::memcpy(at, data, n);
+    XXH3_64bits_update(r->hash.get(), data, n);
+    r->got += n;
+    Piece piece{r->current, std::string_view(reinterpret_cast<const char*>(at), n)};
+    // A full buffer goes to the file (and on to the disk) now, so that both work while the rest
+    // streams in.
+    if (r->got - r->currentStart == r->current.size()) impl_.handOffReceived(false);
+    return piece;
+  }
+
+  bool backlogged() override {
+    auto r = live("backlogged");
+    impl_.retire();
+    size_t busy = 0;
+    for (const Bytes& b : r->staging) busy += b.useCount() > 1;
+    return busy >= kMaxStaged;
+  }
+
   Bytes finish() override {
+    auto r = live("finish");
+    if (r->got != r->size) throw std::invalid_argument("SnapshotReceiver::finish: bytes are missing");
     finished_ = true;
-    buffer_ = Bytes();  // from now on, whoever holds the bytes decides whether they are kept
-    return finish_();
+    impl_.handOffReceived(true);
+    r->complete = true;
+    r->current = Bytes();
+    r->staging.clear();  // each goes once the I/O thread has written it
+    // The bytes are read back from the file: wait for the I/O thread to have written them.
+    uint64_t last = impl_.nextOpNo;
+    while (impl_.writtenOps.load(std::memory_order_acquire) < last)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    impl_.retire();
+    r->dataHash = XXH3_64bits_digest(r->hash.get());
+    r->data = r->size ? (*r->file)->map(r->headerBytes, r->size) : Bytes();
+    return r->data;
   }
-  Bytes buffer() const override { return buffer_; }
 
  private:
-  Bytes buffer_;
-  std::function<void(const uint8_t*, size_t)> write_;
-  std::function<Bytes()> finish_;
-  std::function<void()> abandon_;
+  std::shared_ptr<Impl::Received> live(const char* what) {
+    auto r = r_.lock();
+    if (!r || r != impl_.received || finished_)
+      throw std::logic_error(std::string("SnapshotReceiver::") + what + ": the receive was abandoned or finished");
+    return r;
+  }
+
+  Impl& impl_;
+  std::weak_ptr<Impl::Received> r_;
   bool finished_ = false;
 };
-}  // namespace
 
 std::unique_ptr<SegmentedLog::SnapshotReceiver> SegmentedLog::receiveSnapshot(const SnapshotMeta& meta,
                                                                                uint64_t size) {
@@ -722,39 +777,13 @@ std::unique_ptr<SegmentedLog::SnapshotReceiver> SegmentedLog::receiveSnapshot(co
   m.retire();
   m.dropReceived();
   auto r = std::make_shared<Impl::Received>();
+  if (!r->hash) throw std::bad_alloc();
+  XXH3_64bits_reset(r->hash.get());
   r->meta = meta;
   r->size = size;
-  r->data = Bytes::uninitialized(size_t(size));
   r->headerBytes = kSnapFixedBytes + meta.membership.encode().size() + 8;
   m.received = r;
-  std::weak_ptr<Impl::Received> weak = r;
-  Impl* impl = &m;
-  return std::make_unique<SnapshotReceiverImpl>(
-      r->data,
-      [impl, weak](const uint8_t* data, size_t n) {
-        auto r = weak.lock();
-        if (!r || r != impl->received) throw std::logic_error("SnapshotReceiver::write: the receive was abandoned");
-        if (r->complete || n > r->size - r->got)
-          throw std::invalid_argument("SnapshotReceiver::write: more bytes than announced");
-        if (n) std::memcpy(r->data.mutableData() + r->got, data, n);
-        r->got += n;
-        impl->retire();
-        // Every 16 MiB: to the file and on to the disk, so that both work while the rest
-        // streams in.
-        if (r->got - r->handedOff >= kReceiveFlushBytes) impl->handOffReceived(false);
-      },
-      [impl, weak]() -> Bytes {
-        auto r = weak.lock();
-        if (!r || r != impl->received) throw std::logic_error("SnapshotReceiver::finish: the receive was abandoned");
-        if (r->got != r->size) throw std::invalid_argument("SnapshotReceiver::finish: bytes are missing");
-        impl->handOffReceived(true);
-        r->complete = true;
-        return r->data;
-      },
-      [impl, weak]() {
-        auto r = weak.lock();
-        if (r && r == impl->received) impl->dropReceived();
-      });
+  return std::make_unique<Receiver>(m, r);
 }
 
 void SegmentedLog::Impl::writeMeta(bool sync) {

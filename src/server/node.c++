@@ -97,6 +97,7 @@ class SlowSyncFileSystem final : public FileSystem {
     uint64_t size() const override { return inner->size(); }
     void willNeed(uint64_t offset, uint64_t size) override { inner->willNeed(offset, size); }
     void startWriteback(uint64_t offset, uint64_t size) override { inner->startWriteback(offset, size); }
+    Bytes map(uint64_t offset, uint64_t size) override { return inner->map(offset, size); }
     void sync() override {
       std::this_thread::sleep_for(delay);
       inner->sync();

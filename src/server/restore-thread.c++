@@ -1,12 +1,11 @@
 #include "restore-thread.h"
 
 #include <algorithm>
-#include <string_view>
 
 namespace keel::server {
 
-RestoreThread::RestoreThread(std::unique_ptr<SnapshotRestore> restore, const uint8_t* buffer)
-    : restore_(std::move(restore)), buffer_(buffer), thread_([this] { run(); }) {}
+RestoreThread::RestoreThread(std::unique_ptr<SnapshotRestore> restore)
+    : restore_(std::move(restore)), thread_([this] { run(); }) {}
 
 RestoreThread::~RestoreThread() {
   {
@@ -17,10 +16,11 @@ RestoreThread::~RestoreThread() {
   thread_.join();
 }
 
-void RestoreThread::arrived(uint64_t bytes) {
+void RestoreThread::arrived(std::string_view bytes) {
+  if (bytes.empty()) return;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    arrived_ = bytes;
+    pieces_.push_back(bytes);
   }
   cv_.notify_one();
 }
@@ -39,21 +39,15 @@ kj::Promise<std::unique_ptr<SnapshotRestore>> RestoreThread::finish() {
 
 void RestoreThread::run() {
   // At most this much per write(), so that a stop waits for little even when the parse lags.
-  constexpr uint64_t kSlice = 4u << 20;
-  uint64_t parsed = 0;
+  constexpr size_t kSlice = 4u << 20;
   bool failed = false;  // the restore threw: the bytes are judged whole by restore() instead
   for (;;) {
-    uint64_t upTo;
+    std::string_view slice;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || arrived_ > parsed || finishing_; });
+      cv_.wait(lk, [&] { return stop_ || !pieces_.empty() || finishing_; });
       if (stop_) return;
-      upTo = failed ? parsed : std::min(arrived_, parsed + kSlice);
-      if (upTo == parsed) {  // every byte that will come is parsed, or the parse failed
-        if (!finishing_) {  // failed: only the end to wait for
-          cv_.wait(lk, [&] { return stop_ || finishing_; });
-          if (stop_) return;
-        }
+      if (pieces_.empty()) {  // finishing, and every byte that came is parsed (or passed over)
         lk.unlock();
         bool ok = false;
         try {
@@ -64,13 +58,22 @@ void RestoreThread::run() {
         if (!stop_) done_->fulfill(kj::mv(ok));
         return;
       }
+      slice = pieces_.front().substr(0, kSlice);
     }
-    try {
-      restore_->write(std::string_view(reinterpret_cast<const char*>(buffer_) + parsed, size_t(upTo - parsed)));
-    } catch (const std::exception&) {
-      failed = true;  // e.g. std::bad_alloc: not this thread's to end the process for
+    if (!failed) {
+      try {
+        restore_->write(slice);
+      } catch (const std::exception&) {
+        failed = true;  // e.g. std::bad_alloc: not this thread's to end the process for
+      }
     }
-    parsed = upTo;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      std::string_view& front = pieces_.front();
+      front.remove_prefix(slice.size());
+      if (front.empty()) pieces_.pop_front();
+    }
+    parsed_.fetch_add(slice.size(), std::memory_order_release);
   }
 }
 

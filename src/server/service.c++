@@ -25,33 +25,41 @@ constexpr size_t kMaxBatchCalls = 1024;  // schema/client.capnp, Keel.batch
 }  // namespace
 
 // Receives a streamed snapshot (chunks arrive in order: calls on one capability are delivered
-// in the order they were made) and hands it to the node, without a copy, once every byte
-// arrived. With the durable log the bytes also go to disk as they arrive
-// (SegmentedLog::receiveSnapshot), so that installing the snapshot has little left to write.
-// The state machine parses them as they arrive too (if it can), on a thread of its own
-// (RestoreThread), so that installing the snapshot later costs little.
+// in the order they were made) and hands it to the node once every byte arrived. With the
+// durable log the bytes go to disk as they arrive (SegmentedLog::receiveSnapshot), through a
+// bounded set of staging buffers, and come back as a mapping of the file; the memory log keeps
+// them in one buffer. The state machine parses them as they arrive too (if it can), on a
+// thread of its own (RestoreThread), so that installing the snapshot later costs little: a
+// staging buffer is used again once both the log and the parse are done with it, and a write
+// that finds them all in use waits (the stream's flow control then holds the sender back).
 class SinkImpl final : public wire::SnapshotSink::Server {
  public:
   SinkImpl(Node& node, Message m, uint64_t size) : node_(node), message_(std::move(m)), size_(size) {
     node_.log("receiving snapshot at " + toString(message_.snapshot->meta.index) + " (" + std::to_string(size) +
               " bytes) from n" + std::to_string(message_.from.value) + " of term " + std::to_string(message_.term.value));
-    if (node_.segmented_) {
-      receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
-      buffer_ = receiver_->buffer();
-    } else {
-      buffer_ = Bytes::uninitialized(size_);
-    }
-    if (auto restore = node_.sm_.beginRestore())
-      parser_ = std::make_unique<RestoreThread>(std::move(restore), buffer_.data());
+    if (node_.segmented_) receiver_ = node_.segmented_->receiveSnapshot(message_.snapshot->meta, size);
+    else buffer_ = Bytes::uninitialized(size_);
+    if (auto restore = node_.sm_.beginRestore()) parser_ = std::make_unique<RestoreThread>(std::move(restore));
   }
   kj::Promise<void> write(WriteContext context) override {
     auto chunk = context.getParams().getChunk();
     KJ_REQUIRE(!delivered_ && received_ + chunk.size() <= size_, "snapshot larger than announced");
-    if (receiver_) receiver_->write(chunk.begin(), chunk.size());
-    else if (chunk.size()) memcpy(buffer_.mutableData() + received_, chunk.begin(), chunk.size());
+    std::string_view bytes;
+    Bytes holder;
+    if (receiver_) {
+      auto piece = receiver_->write(chunk.begin(), chunk.size());
+      bytes = piece.bytes;
+      holder = std::move(piece.holder);
+    } else if (chunk.size()) {
+      memcpy(buffer_.mutableData() + received_, chunk.begin(), chunk.size());
+      bytes = std::string_view(reinterpret_cast<const char*>(buffer_.data()) + received_, chunk.size());
+    }
     received_ += chunk.size();
-    if (parser_) parser_->arrived(received_);
-    return kj::READY_NOW;
+    if (parser_ && !bytes.empty()) {
+      parser_->arrived(bytes);
+      if (holder.size()) held_.emplace_back(handed_ += bytes.size(), std::move(holder));
+    }
+    return room();
   }
   kj::Promise<void> done(DoneContext context) override {
     if (received_ != size_ || delivered_) {
@@ -65,6 +73,7 @@ class SinkImpl final : public wire::SnapshotSink::Server {
     else parsed = std::unique_ptr<SnapshotRestore>();
     return parsed.then([this, context, data = std::move(data)](std::unique_ptr<SnapshotRestore> restore) mutable {
       parser_ = nullptr;
+      held_.clear();
       buffer_ = Bytes();
       // A restore that did not take the bytes is left out: restore() of the whole will judge them.
       node_.deliverSnapshot(std::move(message_), std::move(data), std::move(restore));
@@ -73,13 +82,23 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   }
 
  private:
+  // Resolves once the receiver has a staging buffer free (at once, nearly always), having let
+  // go of the pieces the parse is done with.
+  kj::Promise<void> room() {
+    while (parser_ && !held_.empty() && held_.front().first <= parser_->parsed()) held_.pop_front();
+    if (!receiver_ || !receiver_->backlogged()) return kj::READY_NOW;
+    return node_.timer_.afterDelay(1 * kj::MILLISECONDS).then([this] { return room(); });
+  }
+
   Node& node_;
   Message message_;
   uint64_t size_;
   uint64_t received_ = 0;
   std::unique_ptr<SegmentedLog::SnapshotReceiver> receiver_;
-  Bytes buffer_;  // where the bytes land: the receiver's, or our own with the memory log
+  Bytes buffer_;  // with the memory log: where the bytes land
   std::unique_ptr<RestoreThread> parser_;
+  uint64_t handed_ = 0;                           // bytes handed to the parser
+  std::deque<std::pair<uint64_t, Bytes>> held_;  // staging pieces the parser reads, by their end
   bool delivered_ = false;
 };
 

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace keel {
@@ -769,7 +770,7 @@ void writeInOddPieces(SegmentedLog::SnapshotReceiver& rx, const std::string& sta
     rx.write(reinterpret_cast<const uint8_t*>(state.data()) + off, std::min(piece, upTo - off));
 }
 
-// A snapshot large enough to reach the file in several parts (each 16 MiB, the last not), in
+// A snapshot large enough to reach the file in several parts (each 8 MiB, the last not), in
 // pieces that never line up with a disk block: on a file system with direct I/O (/tmp on ext4,
 // where these tests run) the parts go through DirectAppender's aligned buffer, and
 // the file must still hold exactly the bytes. Once with a header under a block, once (600
@@ -797,6 +798,58 @@ TEST(SegmentedLogSnapshots, ALargeReceivedSnapshotArrivesWholeWhateverThePieces)
     EXPECT_EQ(log.snapshotMeta(), meta);
     EXPECT_TRUE(log.snapshot().data.view() == state) << "the reopened snapshot differs; voters " << voters;
   }
+}
+
+// A receive passes through at most 8 staging buffers of 8 MiB, whatever the snapshot's size,
+// when its caller waits while it is backlogged (as the server's sink does). A held piece keeps
+// its buffer from being used again: with every piece held (a parse that does not keep up) the
+// receiver is backlogged once 8 buffers are in use, and no longer once they are let go and
+// written. The bytes come back whole from finish() and from the file after reopening (their
+// checksum, taken as they arrived, checks out).
+TEST(SegmentedLogSnapshots, AReceivePassesThroughABoundedSetOfStagingBuffers) {
+  TempDir t;
+  std::string state = randomBytes((100u << 20) + 777, 9);
+  SnapshotMeta meta{Index{70}, Term{4}, {}};
+  meta.membership.voters = {NodeId{1}};
+  const auto* bytes = reinterpret_cast<const uint8_t*>(state.data());
+  const size_t piece = 1 << 20;
+  std::set<const uint8_t*> buffers;  // by where each begins
+  auto waitRoom = [](SegmentedLog::SnapshotReceiver& rx) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (rx.backlogged() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return !rx.backlogged();
+  };
+  {
+    SegmentedLog log(t.log(), small());
+    auto rx = log.receiveSnapshot(meta, state.size());
+    std::vector<SegmentedLog::SnapshotReceiver::Piece> held;
+    size_t off = 0;
+    while (!rx->backlogged() && off < state.size()) {
+      held.push_back(rx->write(bytes + off, piece));
+      EXPECT_EQ(held.back().bytes, std::string_view(state).substr(off, piece));
+      buffers.insert(held.back().holder.data());
+      off += piece;
+    }
+    EXPECT_EQ(buffers.size(), 8u);
+    EXPECT_LE(off, size_t(64) << 20);
+    held.clear();
+    ASSERT_TRUE(waitRoom(*rx)) << "the buffers let go of were never written";
+    while (off < state.size()) {
+      ASSERT_TRUE(waitRoom(*rx));
+      size_t n = std::min(piece, state.size() - off);
+      buffers.insert(rx->write(bytes + off, n).holder.data());
+      off += n;
+    }
+    EXPECT_EQ(buffers.size(), 8u) << "buffers were not used again";
+    Bytes data = rx->finish();
+    EXPECT_TRUE(data.view() == state);
+    log.installSnapshot(Snapshot{meta, data});
+    log.sync();
+  }
+  SegmentedLog log(t.log(), small());
+  EXPECT_EQ(log.snapshotMeta(), meta);
+  EXPECT_TRUE(log.snapshot().data.view() == state);
 }
 
 // A local compaction writes its snapshot past the page cache too (where the file system takes

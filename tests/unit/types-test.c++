@@ -49,6 +49,20 @@ TEST(Bytes, ShrinkKeepsThePrefixOfAnOversizedBuffer) {
   EXPECT_EQ(copy.useCount(), 0u);
 }
 
+TEST(Bytes, ExternalBytesAreReleasedOnceWhenTheLastCopyGoes) {
+  static const char kData[] = "mapped elsewhere";
+  int released = 0;
+  Bytes b = Bytes::external(kData, 6, [&] { ++released; });
+  EXPECT_EQ(b.view(), "mapped");
+  EXPECT_EQ(b.data(), reinterpret_cast<const uint8_t*>(kData));  // not copied
+  Bytes copy = b;
+  b = Bytes();
+  EXPECT_EQ(released, 0);
+  EXPECT_EQ(copy, Bytes(std::string_view("mapped")));
+  copy = Bytes();
+  EXPECT_EQ(released, 1);
+}
+
 TEST(StrongTypes, ArithmeticAndOrder) {
   EXPECT_EQ(Index{5} - Index{2}, 3u);
   EXPECT_EQ((Index{5} + 2).value, 7u);
