@@ -82,8 +82,8 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   }
 
  private:
-  // Resolves once the receiver has a staging buffer free (at once, nearly always), having let
-  // go of the pieces the parse is done with.
+  // Resolves once the receiver has a staging buffer free, having let go of the pieces the parse
+  // is done with: at once while the parse keeps up, else when it has caught up to within 64 MiB.
   kj::Promise<void> room() {
     while (parser_ && !held_.empty() && held_.front().first <= parser_->parsed()) held_.pop_front();
     if (!receiver_ || !receiver_->backlogged()) return kj::READY_NOW;
@@ -96,9 +96,10 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   uint64_t received_ = 0;
   std::unique_ptr<SegmentedLog::SnapshotReceiver> receiver_;
   Bytes buffer_;  // with the memory log: where the bytes land
-  std::unique_ptr<RestoreThread> parser_;
   uint64_t handed_ = 0;                           // bytes handed to the parser
   std::deque<std::pair<uint64_t, Bytes>> held_;  // staging pieces the parser reads, by their end
+  // Declared after what it reads: destroyed (its thread stopped) first.
+  std::unique_ptr<RestoreThread> parser_;
   bool delivered_ = false;
 };
 
