@@ -57,7 +57,8 @@ class SinkImpl final : public wire::SnapshotSink::Server {
     received_ += chunk.size();
     if (parser_ && !bytes.empty()) {
       parser_->arrived(bytes);
-      if (holder.size()) held_.emplace_back(handed_ += bytes.size(), std::move(holder));
+      // By where the piece ends in the stream: the parser is handed every byte, so parsed() counts alike.
+      if (holder.size()) held_.emplace_back(received_, std::move(holder));
     }
     return room();
   }
@@ -96,7 +97,6 @@ class SinkImpl final : public wire::SnapshotSink::Server {
   uint64_t received_ = 0;
   std::unique_ptr<SegmentedLog::SnapshotReceiver> receiver_;
   Bytes buffer_;  // with the memory log: where the bytes land
-  uint64_t handed_ = 0;                           // bytes handed to the parser
   std::deque<std::pair<uint64_t, Bytes>> held_;  // staging pieces the parser reads, by their end
   // Declared after what it reads: destroyed (its thread stopped) first.
   std::unique_ptr<RestoreThread> parser_;
