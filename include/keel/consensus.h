@@ -13,7 +13,8 @@
 //     if (rd.snapshot) log.installSnapshot(*rd.snapshot), stateMachine.restore(...);
 //     if (rd.hardState) log.setHardState(*rd.hardState);
 //     log.append(rd.entries);
-//     log.sync();                            // durable before anything below
+//     log.sync();                            // durable before anything below (but see
+//                                            // rd.syncOptional)
 //     send(rd.messagesAfterPersist);
 //     apply(rd.committed);                   // in order; membership entries included
 //     serve(rd.readStates);                  // once applied >= readState.index
@@ -23,6 +24,14 @@
 // Unless rd.committedAfterWrite is set, the committed entries are on a quorum's stable storage
 // already and may be applied (and their results answered) before this Ready's writes, right
 // after ready(); only a cluster of one commits what this very Ready writes.
+//
+// A leader whose followers alone form a quorum need not make its own entries durable before it
+// goes on (diss. §10.2.1: "the leader may even commit an entry before it has been written to its
+// own disk, if a majority of followers have written it to their disks"). Such a Ready has
+// rd.syncOptional; the driver may then write it without a sync and call advance(false). Those
+// entries count towards a commit for this node once the driver reports a sync of them with
+// persisted(), or with the next advance() of a synced Ready. Any write that was not synced must
+// be synced before this node sends anything of a later Ready's messagesAfterPersist.
 //
 // Between ready() and advance() the node goes on accepting step(), tick() and proposals; what
 // they produce waits for the next Ready, except what sendable() and applicable() hand out at
@@ -96,6 +105,11 @@ struct Ready {
   std::span<const Message> messagesAfterPersist;  // send once the writes are durable
   std::span<const Entry> committed;      // apply, in order
   bool committedAfterWrite = false;      // apply `committed` only once the writes are durable
+  // The writes may stay unsynced (advance(false)): this node leads, the Ready writes entries
+  // only (no snapshot, no new term or vote, nothing waits in messagesAfterPersist) and enough
+  // followers to form a quorum without this node replicate and answered within the last two
+  // heartbeat intervals.
+  bool syncOptional = false;
   std::span<const ReadState> readStates; // answer once the state machine applied `index`
 };
 
@@ -157,7 +171,15 @@ class Consensus {
   std::span<const Entry> applicable();
   bool hasReady() const noexcept;
   const Ready& ready();
-  void advance();
+  // The outstanding Ready was carried out. `durable`: its writes, and every earlier one, are on
+  // stable storage; false only when the Ready has syncOptional (else std::logic_error). A
+  // leader's entries left unsynced count from the next durable Ready that writes entries, or
+  // from persisted().
+  void advance(bool durable = true);
+  // The driver's word that a sync it started while this node led in `term`, with `index` the
+  // log's last index then, has completed: the leader's own entries up to `index` now count
+  // towards a commit. Ignored once the node no longer leads in `term`.
+  void persisted(Term term, Index index);
 
   // ---- Status ----
   NodeId id() const noexcept;

@@ -51,7 +51,10 @@ class Consensus::Impl {
   const Ready& ready();
   // Counts `committed` (the entries after applied_) as handed to the driver to apply.
   void handOutCommitted(std::span<const Entry> committed);
-  void advance();
+  void advance(bool durable);
+  void persisted(Term term, Index index);
+  // True when enough followers to commit without this leader replicate and answer promptly.
+  bool followersSuffice() const;
 
   // State, read by Consensus's accessors.
   Config cfg_;

@@ -145,6 +145,7 @@ void Consensus::Impl::becomeLeader() {
     p.pendingSnapshot = Index{};
     p.inflights.reset();
     p.recentActive = p.id == cfg_.id;  // followers must show up within an election timeout
+    p.quietTicks = 0;
     p.readAck = 0;
   }
   self().match = log_.stableIndex();
@@ -209,8 +210,10 @@ void Consensus::Impl::tick() {
     return;
   }
   heartbeatElapsed_++;
-  for (Peer& p : peers_)
+  for (Peer& p : peers_) {
     if (p.state == Progress::State::Snapshot) p.snapshotTicks++;
+    if (p.quietTicks < UINT32_MAX) p.quietTicks++;
+  }
   if (electionElapsed_ >= cfg_.electionTicks) {
     electionElapsed_ = 0;
     // §6.2 (diss.): "a leader steps down if an election timeout elapses without a successful
@@ -463,12 +466,14 @@ void Consensus::Impl::stepLeader(const Message& m) {
     case MessageType::AppendResponse:
       if (pr) {
         pr->recentActive = true;
+        pr->quietTicks = 0;
         handleAppendResponse(*pr, m);
       }
       break;
     case MessageType::HeartbeatResponse:
       if (!pr) break;
       pr->recentActive = true;
+      pr->quietTicks = 0;
       pr->probeSent = false;
       // The answers to a full window of Appends may all have been lost (§5.5: the network
       // loses messages): free one slot so that one more Append goes out, whose answer shows
@@ -718,29 +723,50 @@ const Ready& Consensus::Impl::ready() {
   nowSent_ = 0;
   ready_.messagesAfterPersist = after_[cur_].span();
   ready_.readStates = readStates_[cur_];
+  // §10.2.1 (diss.): a leader's own write need not be durable when its followers alone commit.
+  ready_.syncOptional = role_ == Role::Leader && peers_.size() > 1 && !ready_.entries.empty() && !ready_.snapshot &&
+                        !(ready_.hardState && ready_.hardState->mustPersistOver(prevHardState_)) &&
+                        ready_.messagesAfterPersist.empty() && followersSuffice();
   cur_ ^= 1;
   readyOutstanding_ = true;
   return ready_;
 }
 
-void Consensus::Impl::advance() {
+void Consensus::Impl::advance(bool durable) {
   if (!readyOutstanding_) throw std::logic_error("keel::Consensus::advance: no Ready outstanding");
+  if (!durable && !ready_.syncOptional)
+    throw std::logic_error("keel::Consensus::advance: this Ready's writes must be durable (no syncOptional)");
   int out = cur_ ^ 1;
+  bool wroteEntries = !ready_.entries.empty();
   if (ready_.hardState) prevHardState_ = *ready_.hardState;
   log_.persisted();
   now_[out].clear();
   after_[out].clear();
   readStates_[out].clear();
   readyOutstanding_ = false;
-  if (role_ == Role::Leader && peers_.size() > 1) {  // a cluster of one counted them in ready()
-    // The leader's own entries count towards a majority once they are durable (§10.2.1 diss.).
-    Peer& me = self();
-    Index stable = log_.stableIndex();
-    if (stable > me.match) {
-      me.match = stable;
-      if (maybeCommit()) startReadsWaitingForCommit();
-    }
+  // A cluster of one counted them in ready(). The sync of a Ready that wrote entries covers
+  // every earlier write too; a Ready without entries may not have been synced at all (a commit
+  // index alone is written without one), so it says nothing of writes left unsynced before.
+  if (durable && wroteEntries && peers_.size() > 1) persisted(term_, log_.stableIndex());
+}
+
+void Consensus::Impl::persisted(Term term, Index index) {
+  // The leader's own entries count towards a majority once they are durable (§10.2.1 diss.).
+  // A leader only appends to its log, so what it synced in this term is still its log.
+  if (role_ != Role::Leader || term != term_) return;
+  Peer& me = self();
+  index = std::min(index, log_.stableIndex());
+  if (index > me.match) {
+    me.match = index;
+    if (maybeCommit()) startReadsWaitingForCommit();
   }
+}
+
+bool Consensus::Impl::followersSuffice() const {
+  return Quorum::vote(peers_, membership_.joint(), [&](const Peer& p) {
+           bool prompt = p.state == Progress::State::Replicate && p.quietTicks <= 2 * cfg_.heartbeatTicks;
+           return p.id != cfg_.id && prompt ? Peer::Vote::Granted : Peer::Vote::Rejected;
+         }) == VoteResult::Won;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -761,7 +787,8 @@ bool Consensus::hasReady() const noexcept { return impl_->hasReady(); }
 std::span<const Message> Consensus::sendable() { return impl_->sendable(); }
 std::span<const Entry> Consensus::applicable() { return impl_->applicable(); }
 const Ready& Consensus::ready() { return impl_->ready(); }
-void Consensus::advance() { impl_->advance(); }
+void Consensus::advance(bool durable) { impl_->advance(durable); }
+void Consensus::persisted(Term term, Index index) { impl_->persisted(term, index); }
 
 SnapshotMeta Consensus::snapshotMeta() const {
   SnapshotMeta m;

@@ -61,6 +61,7 @@ struct Peer {
   Index pendingSnapshot;        // Snapshot: the index of the snapshot sent
   uint32_t snapshotTicks = 0;   // Snapshot: ticks since it was sent
   bool recentActive = false;    // heard from within the last election timeout (§6.2)
+  uint32_t quietTicks = 0;      // the leader's ticks since it last heard from this peer
   uint64_t readAck = 0;         // highest read round acknowledged
   enum class Vote : uint8_t { None, Granted, Rejected } vote = Vote::None;
   bool incoming = false;        // a voter of the (incoming) configuration

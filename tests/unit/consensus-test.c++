@@ -350,6 +350,107 @@ TEST(Consensus, ApplicableHandsOutWhatCommitsWhileTheWriteIsInFlight) {
   EXPECT_FALSE(leader.hasReady() && !leader.ready().committed.empty());  // nor again in a Ready
 }
 
+// diss. §10.2.1: "the leader may even commit an entry before it has been written to its own
+// disk, if a majority of followers have written it to their disks".
+TEST(Consensus, ALeaderNeedNotSyncWhileItsFollowersAloneFormAQuorum) {
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "a");
+  c.pump();  // both followers replicate and have answered
+  Consensus& leader = c[1];
+  Term term = leader.term();
+  auto writeUnsynced = [&](const char* data) {
+    leader.propose(Bytes(data));
+    const Ready& rd = leader.ready();
+    EXPECT_TRUE(rd.syncOptional);
+    std::vector<Message> out(rd.messages.begin(), rd.messages.end());
+    c.node(1).log->append(rd.entries);
+    for (const Entry& e : rd.committed) {
+      c.checker.applied(NodeId{1}, e);
+      c.node(1).applied.push_back(e);
+    }
+    Index last = rd.entries.back().index;
+    leader.advance(false);
+    return std::make_pair(out, last);
+  };
+
+  // Both followers write "b": a quorum without the leader's own copy.
+  auto [toAll, b] = writeUnsynced("b");
+  for (const Message& m : toAll) c.deliver(m);
+  c.round();
+  EXPECT_EQ(leader.commitIndex(), b);
+
+  // Only follower 2 writes "c": the leader's copy counts once the driver says it is synced.
+  auto [toSome, cIdx] = writeUnsynced("c");
+  c.isolate(3);
+  for (const Message& m : toSome) c.deliver(m);
+  c.round();
+  EXPECT_EQ(leader.commitIndex(), b);
+  // A later Ready that writes no entries (a read round's) is not synced: it proves nothing.
+  ASSERT_TRUE(leader.readIndex(7).ok());
+  c.pump();
+  ASSERT_FALSE(c.node(1).reads.empty());
+  EXPECT_EQ(leader.commitIndex(), b);
+  leader.persisted(Term{term.value - 1}, cIdx);  // a sync from an earlier term: ignored
+  EXPECT_EQ(leader.commitIndex(), b);
+  leader.persisted(term, cIdx);
+  EXPECT_EQ(leader.commitIndex(), cIdx);
+  c.heal();
+  c.pump();
+
+  // Follower 3 falls silent: within three heartbeats the leader must sync again.
+  c.isolate(3);
+  for (int i = 0; i < 3; ++i) {
+    c.tick(1);
+    c.pump();
+  }
+  leader.propose(Bytes("d"));
+  const Ready& rd = leader.ready();
+  EXPECT_FALSE(rd.syncOptional);
+  EXPECT_THROW(leader.advance(false), std::logic_error);
+  std::vector<Message> out(rd.messages.begin(), rd.messages.end());
+  c.node(1).log->append(rd.entries);
+  leader.advance();
+  for (const Message& m : out) c.deliver(m);
+  c.pump();
+  EXPECT_EQ(leader.commitIndex(), leader.lastIndex());
+  EXPECT_EQ(dataOf(c.node(1).applied), (std::vector<std::string>{"a", "b", "c", "d"}));
+}
+
+// A follower's writes, and a new leader's first ones (its followers are still being probed),
+// must be durable before it goes on.
+TEST(Consensus, OnlyALeaderWithPromptFollowersMayLeaveItsWriteUnsynced) {
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "a");
+  c.pump();
+  c.propose(1, "b");
+  const Ready& lead = c[1].ready();
+  ASSERT_TRUE(lead.syncOptional);
+  std::vector<Message> out(lead.messages.begin(), lead.messages.end());
+  c.node(1).log->append(lead.entries);
+  c[1].advance();
+  for (const Message& m : out)
+    if (m.to == NodeId{2}) c[2].step(m);
+  const Ready& follower = c[2].ready();
+  ASSERT_EQ(follower.entries.size(), 1u);
+  EXPECT_FALSE(follower.syncOptional);
+  EXPECT_THROW(c[2].advance(false), std::logic_error);
+  c.node(2).log->append(follower.entries);
+  c[2].advance();
+  c.pump();
+
+  ASSERT_TRUE(c[1].transferLeadership(NodeId{2}).ok());
+  for (int i = 0; i < 10 && c[2].role() != Role::Leader; ++i) c.round();
+  ASSERT_EQ(c[2].role(), Role::Leader);
+  const Ready& fresh = c[2].ready();  // its no-op (§8)
+  ASSERT_EQ(fresh.entries.size(), 1u);
+  EXPECT_FALSE(fresh.syncOptional);
+  EXPECT_THROW(c[2].advance(false), std::logic_error);
+  c.node(2).log->append(fresh.entries);
+  c[2].advance();
+}
+
 TEST(Consensus, ANodeWithoutMembershipGrantsNoVote) {
   // Node 1 of a 3-node cluster lost its disk and restarts empty: a stale candidate must not
   // win its vote (it may have voted in that term before the wipe).
