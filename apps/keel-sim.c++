@@ -8,7 +8,7 @@
 // membership,transfers,snapshots,held-reads (default: a mix chosen by each seed), --events N
 // (events of the fault phase), --clients N, --keys N, --defect NAME (commit-previous-term,
 // read-without-quorum, forwarded-read-acks-round, grant-any-vote, ack-before-persist,
-// forget-vote, stale-reads, retry-expired-writes; may be repeated), --session-timeout MS
+// forget-vote, stale-reads, retry-expired-writes, lazy-sync-without-sync; may be repeated), --session-timeout MS
 // (KvStateMachine's session timeout instead of the seed's choice), --history FILE (one run:
 // write the history as JSON Lines), --no-check (skip the linearizability check), --pre-vote
 // on|off and --check-quorum on|off (instead of the seed's choice), --read-mode lease (lease
@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
       else if (d == "forget-vote") o.defects |= keel::sim::kForgetVote;
       else if (d == "stale-reads") o.defects |= keel::sim::kStaleReads;
       else if (d == "retry-expired-writes") o.defects |= keel::sim::kRetryExpiredWrites;
+      else if (d == "lazy-sync-without-sync") o.defects |= keel::sim::kLazySyncWithoutSync;
       else usage("unknown --defect");
     } else if (a == "--session-timeout") {
       o.sessionTimeoutMs = number(value());

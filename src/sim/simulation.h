@@ -117,6 +117,10 @@ struct Node {
   bool retired = false;              // shut down for good (after healing: not a member)
   bool syncing = false;              // a Ready is outstanding, its writes in flight to disk
   bool syncDoneWhilePaused = false;
+  // A leader wrote entries without a sync (Ready::syncOptional, diss. §10.2.1): a lazy sync is
+  // due, and any write that is not deferred, or acknowledgement, waits for a sync of them.
+  bool unsynced = false;
+  bool lazySyncDue = false;
   const Ready* ready = nullptr;
   uint64_t epoch = 0;                // bumped by every crash: stale events of the old life lapse
   uint64_t leaderTermAtLastReady = 0;
@@ -173,6 +177,7 @@ struct Event {
     Tick, Deliver, SyncDone, ClientTimer, Nemesis, Restart, Resume, DiskNormal, Heal, CrashNow,
     SnapshotReport,  // the transport tells the sender how a snapshot's transfer ended (msg, delivered)
     CompactStep,     // the next slice of a node's sliced compaction
+    LazySync,        // a leader syncs the entries it wrote without a sync
   };
   int64_t time;
   uint64_t seq;
@@ -216,7 +221,9 @@ class Simulation {
   void restart(Node& n);
   void processReadies(Node& n);
   // synced: the Ready's writes wait for a sync (else they stay queued: a new commit alone).
-  void finishReady(Node& n, bool synced = true);
+  void finishReady(Node& n, bool synced = true, bool durable = true);
+  // Syncs what a leader wrote without a sync and tells its core (Consensus::persisted).
+  void syncLeaderWrites(Node& n);
   // The state machine takes a Ready's snapshot (if any), then its committed entries.
   void applyReady(Node& n, const Ready& rd);
   void applyAll(Node& n, std::span<const Entry> committed);

@@ -161,6 +161,8 @@ void Simulation::crash(Node& n) {
   n.epoch++;
   n.syncing = false;
   n.syncDoneWhilePaused = false;
+  n.unsynced = false;
+  n.lazySyncDue = false;
   n.ready = nullptr;
   n.paused = false;
   n.held.clear();
@@ -225,8 +227,23 @@ void Simulation::processReadies(Node& n) {
     if (rd.hardState) n.log->setHardState(*rd.hardState);
     n.log->setWriter(0);
     // As in the server: a new commit index alone is written without a sync; entries, a
-    // snapshot, a new term or vote wait for one.
-    bool mustSync = rd.snapshot || !rd.entries.empty() || (rd.hardState && rd.hardState->mustPersistOver(was));
+    // snapshot, a new term or vote wait for one, and so does any acknowledgement or vote after
+    // a leader's writes that were not synced (an ex-leader's).
+    bool mustSync = rd.snapshot || !rd.entries.empty() || (rd.hardState && rd.hardState->mustPersistOver(was)) ||
+                    (n.unsynced && !rd.messagesAfterPersist.empty());
+    // A leader whose followers alone form a quorum may leave its own write unsynced
+    // (§10.2.1); it syncs it lazily, as keel-server does.
+    if (rd.syncOptional && rng_.chance(0.7)) {
+      n.unsynced = true;
+      if (!n.lazySyncDue) {
+        n.lazySyncDue = true;
+        schedule(now_ + rng_.range(100'000, 5 * kMs) * n.diskFactor, Event::LazySync, n.id.value, n.epoch);
+      }
+      n.ready = &rd;
+      if (!rd.committedAfterWrite) applyReady(n, rd);
+      finishReady(n, false, false);
+      continue;
+    }
     if (strict && rd.hardState && rd.hardState->commit > n.log->durable().hardState().commit) {
       // §5.4.2 (Figure 2, "Rules for Servers: Leaders"): a leader moves its commit index only
       // to an entry of its current term; earlier entries commit with it, never by counting.
@@ -249,10 +266,13 @@ void Simulation::processReadies(Node& n) {
   }
 }
 
-void Simulation::finishReady(Node& n, bool synced) {
+void Simulation::finishReady(Node& n, bool synced, bool durable) {
   Consensus& c = *n.core;
   const Ready& rd = *n.ready;
-  if (synced) n.log->sync();
+  if (synced) {
+    n.log->sync();
+    n.unsynced = false;
+  }
   if (synced && (rd.hardState || !rd.entries.empty())) {
     Trace t(Trace::Sync);
     t.index = n.log->lastIndex().value;
@@ -264,8 +284,19 @@ void Simulation::finishReady(Node& n, bool synced) {
   for (const ReadState& rs : rd.readStates) readReady(n, rs);
   n.ready = nullptr;
   n.syncing = false;
-  c.advance();
+  c.advance(durable);
   serveReads(n);
+}
+
+void Simulation::syncLeaderWrites(Node& n) {
+  if (!(o_.defects & kLazySyncWithoutSync)) n.log->sync();
+  n.unsynced = false;
+  Trace t(Trace::Sync);
+  t.index = n.log->lastIndex().value;
+  t.commit = n.log->hardState().commit.value;
+  t.text = "lazy sync";
+  trace(n, std::move(t));
+  n.core->persisted(n.core->term(), n.log->lastIndex());
 }
 
 void Simulation::applyReady(Node& n, const Ready& rd) {
@@ -443,6 +474,7 @@ void Simulation::deliver(Message& m) {
 }
 
 void Simulation::compact(Node& n, Snapshot s) {
+  if (n.unsynced) syncLeaderWrites(n);  // SimLog compacts only what is synced
   n.log->compact(s);
   res_.compactions++;
   Trace t(Trace::Compact);
@@ -761,6 +793,19 @@ void Simulation::dispatch(Event& e) {
       break;
     }
     case Event::DiskNormal: node(e.node).diskFactor = 1; break;
+    case Event::LazySync: {
+      Node& n = node(e.node);
+      if (e.epoch != n.epoch || !n.up()) return;
+      if (n.paused) {  // a paused process syncs nothing
+        schedule(now_ + kMs, Event::LazySync, n.id.value, n.epoch);
+        return;
+      }
+      n.lazySyncDue = false;
+      if (!n.unsynced) return;
+      syncLeaderWrites(n);
+      processReadies(n);
+      break;
+    }
     case Event::CrashNow: {
       Node& n = node(e.node);
       if (e.epoch != n.epoch || !n.up() || healed_) return;

@@ -62,6 +62,9 @@ enum Defects : uint32_t {
   // that answers SessionExpired it proposes the write once more in a new session, although an
   // earlier copy may have applied before the session expired.
   kRetryExpiredWrites = 1 << 2,
+  // A leader's lazy sync of the writes it left unsynced (Ready::syncOptional) tells the core
+  // they are durable without syncing them.
+  kLazySyncWithoutSync = 1 << 3,
 };
 
 struct Options {

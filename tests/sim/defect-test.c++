@@ -104,6 +104,18 @@ TEST(Defects, StaleReadsAreCaught) {
   EXPECT_NE(f.failure.find("linearizab"), std::string::npos) << f.failure;
 }
 
+TEST(Defects, ALazySyncThatSyncsNothingIsCaught) {
+  // §10.2.1 (diss.): a leader may leave its own write unsynced while its followers alone form a
+  // quorum, but its copy may count towards a commit only once it is durable. Here the lazy
+  // sync tells the core so without syncing, and crashes lose the leader's copy.
+  Options o;
+  o.faults = kCrashes | kTornWrites | kSlowDisk;
+  o.defects = kLazySyncWithoutSync;
+  Found f = firstFailure(o, 150);
+  ASSERT_NE(f.seed, 0u) << "the defect went unnoticed";
+  EXPECT_NE(f.failure.find("safety"), std::string::npos) << f.failure;
+}
+
 TEST(Defects, RetryOfAnExpiredWriteIsCaught) {
   // §6.3: a client that waits for the answer of the last copy of a write only, and on
   // SessionExpired proposes the write again in a new session: an earlier copy may have
