@@ -172,10 +172,11 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
       // The log's I/O thread: hand the completion to the loop.
       auto lock = durable_.lockExclusive();
       if (seq > lock->reported) lock->reported = seq;
-      if (lock->fulfiller && seq >= lock->waitingFor) {
-        lock->fulfiller->fulfill();
-        lock->fulfiller = nullptr;
-      }
+      std::erase_if(lock->waiting, [seq](auto& w) {
+        if (w.first > seq) return false;
+        w.second->fulfill();
+        return true;
+      });
     });
     logOwner_ = std::move(seg);
   }
@@ -251,7 +252,7 @@ Node::~Node() {
   peers_.clear();
   {
     auto lock = durable_.lockExclusive();
-    lock->fulfiller = nullptr;
+    lock->waiting.clear();
   }
   logOwner_.reset();
 }
@@ -347,6 +348,22 @@ void Node::process() {
     log_->append(rd.entries);
     wrote = true;
   }
+  if (rd.syncOptional && segmented_ && !options_.unsafeTestAckBeforePersist) {
+    // §10.2.1 (diss.): the followers alone can commit these entries, so the leader goes on
+    // without syncing them; lazySync() makes them durable (and count) a little later.
+    ++deferred_;
+    if (!lazySyncArmed_) {
+      lazySyncArmed_ = true;
+      tasks_->add(timer_.afterDelay(kLeaderSyncDelay).then([this]() {
+        lazySyncArmed_ = false;
+        lazySync();
+      }));
+    }
+    finishReady(false);
+    return;
+  }
+  // Writes left unsynced are synced before any acknowledgement or vote goes out.
+  if (deferred_ != deferredSynced_ && !rd.messagesAfterPersist.empty()) wrote = true;
   if (!wrote) {
     finishReady();
     return;
@@ -358,6 +375,7 @@ void Node::process() {
   }
   syncing_ = true;
   syncStart_ = std::chrono::steady_clock::now();
+  deferredSyncing_ = deferred_;
   if (!segmented_) {
     log_->sync();
     finishReady();
@@ -381,31 +399,45 @@ void Node::process() {
 }
 
 kj::Promise<void> Node::waitDurable(uint64_t seq) {
+  auto lock = durable_.lockExclusive();
+  if (lock->reported >= seq || segmented_->durableSeq() >= seq) return kj::READY_NOW;
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-  {
-    auto lock = durable_.lockExclusive();
-    lock->waitingFor = seq;
-    lock->fulfiller = kj::mv(paf.fulfiller);
-    if (lock->reported >= seq || segmented_->durableSeq() >= seq) {
-      lock->fulfiller->fulfill();
-      lock->fulfiller = nullptr;
-    }
-  }
+  lock->waiting.emplace_back(seq, kj::mv(paf.fulfiller));
   return kj::mv(paf.promise);
 }
 
-void Node::finishReady() {
+void Node::countSync(std::chrono::steady_clock::time_point start) {
+  ++syncs_;
+  auto us = uint64_t(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+  fsyncSum_ += double(us) / 1e6;
+  lastSyncSlow_ = us > options_.tickMs * 1000;
+  size_t b = 0;
+  while (b < kNumFsyncBuckets && us > kFsyncBucketsUs[b]) ++b;
+  ++fsyncBuckets_[b];
+}
+
+void Node::lazySync() {
+  if (stopping_ || deferred_ == deferredSyncing_) return;  // a sync started since covers them
+  deferredSyncing_ = deferred_;
+  uint64_t covers = deferred_;
+  Term term = core_->term();
+  Index last = log_->lastIndex();  // every entry written so far: the sync covers them all
+  auto start = std::chrono::steady_clock::now();
+  tasks_->add(waitDurable(segmented_->syncAsync()).then([this, covers, term, last, start]() {
+    if (stopping_) return;
+    countSync(start);
+    deferredSynced_ = std::max(deferredSynced_, covers);
+    core_->persisted(term, last);  // ignored if this node no longer leads in `term`
+    kick();
+  }));
+}
+
+void Node::finishReady(bool durable) {
   if (syncing_) {
     syncing_ = false;
-    ++syncs_;
-    auto us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::steady_clock::now() - syncStart_)
-                           .count());
-    fsyncSum_ += double(us) / 1e6;
-    lastSyncSlow_ = us > options_.tickMs * 1000;
-    size_t b = 0;
-    while (b < kNumFsyncBuckets && us > kFsyncBucketsUs[b]) ++b;
-    ++fsyncBuckets_[b];
+    deferredSynced_ = deferred_;  // none is deferred while a sync is in flight
+    countSync(syncStart_);
   }
   const Ready& rd = current_;
   for (const Message& m : rd.messagesAfterPersist) send(m);
@@ -417,7 +449,7 @@ void Node::finishReady() {
       it->second.ready = true;
     }
   }
-  core_->advance();
+  core_->advance(durable);
   current_ = Ready{};
   serveReads();
   maybeCompact(false);

@@ -10,7 +10,8 @@
 // the log, starts an asynchronous sync and returns. When the sync completes `finishReady()`
 // sends messagesAfterPersist, applies, answers reads and advances. While a sync is in flight
 // proposals, messages and ticks accumulate in the core: the next Ready carries them all, so one
-// append and one fsync serve many proposals (group commit).
+// append and one fsync serve many proposals (group commit). A leader whose followers alone form
+// a quorum does not wait for its own sync at all (Ready::syncOptional): it syncs lazily.
 #pragma once
 
 #include <keel/consensus.h>
@@ -126,7 +127,11 @@ class Node final {
   // ---- The Ready loop (node.c++) ----
   void kick();
   void process();
-  void finishReady();
+  // `durable`: the Ready's writes were synced (else it was syncOptional and left unsynced).
+  void finishReady(bool durable = true);
+  // Syncs what this leader wrote without a sync, and tells the core once it is durable.
+  void lazySync();
+  void countSync(std::chrono::steady_clock::time_point start);
   void applyCommitted(std::span<const Entry> committed);
   void serveReads();
   // The state machine's answers to queries, read now.
@@ -213,6 +218,14 @@ class Node final {
   // received while it is written.
   static constexpr uint64_t kSyncHereBytes = 64 << 10;
   bool lastSyncSlow_ = false;  // the last sync took longer than a tick: the next is not synced here
+  // A leader's writes that its followers alone commit (Ready::syncOptional, diss. §10.2.1) are
+  // synced lazily, kLeaderSyncDelay after the first of them, off the path of any commit. Counted
+  // here, with how many of them the latest sync started covers and the latest completed sync
+  // covered. While some are not synced, a Ready with messagesAfterPersist syncs first: an
+  // ex-leader acknowledges nothing of its log, and votes for no one, before they are durable.
+  static constexpr auto kLeaderSyncDelay = 5 * kj::MILLISECONDS;
+  uint64_t deferred_ = 0, deferredSyncing_ = 0, deferredSynced_ = 0;
+  bool lazySyncArmed_ = false;
   Role loggedRole_ = Role::Follower;  // the role and term last logged (process())
   Term loggedTerm_{};
   kj::TimePoint lastLateWarning_ = kj::origin<kj::TimePoint>();  // warnIfLate()
@@ -222,11 +235,11 @@ class Node final {
 
   // Durable completions from the log's I/O thread.
   struct DurableState {
-    uint64_t waitingFor = 0;
     // The highest seq the log's callback reported. SegmentedLog calls the callback before it
     // publishes durableSeq(), so a waiter registered between the two would miss both.
     uint64_t reported = 0;
-    kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+    // The Ready's sync and a lazy one may both be awaited: (seq, fulfiller).
+    std::vector<std::pair<uint64_t, kj::Own<kj::CrossThreadPromiseFulfiller<void>>>> waiting;
   };
   kj::MutexGuarded<DurableState> durable_;
 

@@ -313,6 +313,43 @@ TEST(Cluster, AFollowerOnASlowDiskKeepsAnsweringWhileItsSyncsRun) {
   EXPECT_TRUE(cluster.waitApplied(c, slow, st.value.commit)) << "the slow follower fell behind for good";
 }
 
+// diss. §10.2.1: while its followers alone form a quorum, a leader leaves its own writes
+// unsynced and syncs them lazily (a few ms later, many at once); once a follower is gone its
+// own copy is needed for a commit, and it syncs every write again.
+TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
+  ProcessCluster cluster(3, {"--tick-ms", "20", "--election-ticks", "10"});
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  auto syncs = [&](uint64_t id) {
+    auto metrics = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
+    return metrics ? testing::metricValue(*metrics, "keel_fsync_seconds_count").value_or(-1) : -1;
+  };
+  auto writeSome = [&](const std::string& prefix, int n) {
+    std::vector<double> ms;
+    for (int i = 0; i < n; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      EXPECT_TRUE(c.put(prefix + std::to_string(i), "v").ok());
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  uint64_t follower = leader % 3 + 1;
+  double leader0 = syncs(leader), follower0 = syncs(follower);
+  writeSome("a", 300);  // one at a time: a sync each on a follower
+  double leaderSyncs = syncs(leader) - leader0, followerSyncs = syncs(follower) - follower0;
+  EXPECT_GE(followerSyncs, 300);
+  EXPECT_LT(leaderSyncs, followerSyncs / 3) << "leader " << leaderSyncs << ", follower " << followerSyncs;
+
+  cluster.kill(follower, SIGKILL);
+  writeSome("b", 20);  // the leader notices within a few heartbeats that its follower is gone
+  leader0 = syncs(leader);
+  double median = writeSome("c", 100);
+  EXPECT_GE(syncs(leader) - leader0, 100) << "the leader's own copy is needed for each commit";
+  EXPECT_LT(median, 20.0) << "median ms per write with one follower gone";
+}
+
 // A learner added by one leader keeps receiving the log from the next one: the new leader
 // learns the learner's address from the learner's introduction, not from --peers (where it
 // is not) nor from traffic (a learner only talks to its leader).
