@@ -8,10 +8,11 @@
 // membership,transfers,snapshots,held-reads (default: a mix chosen by each seed), --events N
 // (events of the fault phase), --clients N, --keys N, --defect NAME (commit-previous-term,
 // read-without-quorum, forwarded-read-acks-round, grant-any-vote, ack-before-persist,
-// forget-vote, stale-reads, retry-expired-writes, lazy-sync-without-sync; may be repeated), --session-timeout MS
-// (KvStateMachine's session timeout instead of the seed's choice), --history FILE (one run:
-// write the history as JSON Lines), --no-check (skip the linearizability check), --pre-vote
-// on|off and --check-quorum on|off (instead of the seed's choice), --read-mode lease (lease
+// forget-vote, stale-reads, retry-expired-writes, lazy-sync-without-sync; may be repeated),
+// --session-timeout MS (KvStateMachine's session timeout instead of the seed's choice),
+// --history FILE (one run: write the history as JSON Lines), --no-check (skip the
+// linearizability check), --pre-vote on|off and --check-quorum on|off (instead of the seed's
+// choice), --read-mode lease (lease
 // reads, with check-quorum; a paused leader catches up on the ticks it missed when it resumes,
 // as keel-server does), --trace N (events per node in a failure report), -v (a summary line
 // per seed).

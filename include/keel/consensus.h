@@ -30,8 +30,9 @@
 // own disk, if a majority of followers have written it to their disks"). Such a Ready has
 // rd.syncOptional; the driver may then write it without a sync and call advance(false). Those
 // entries count towards a commit for this node once the driver reports a sync of them with
-// persisted(), or with the next advance() of a synced Ready. Any write that was not synced must
-// be synced before this node sends anything of a later Ready's messagesAfterPersist.
+// persisted(), or with the next advance() of a synced Ready that writes entries. Any write that
+// was not synced must be synced before this node sends anything of a later Ready's
+// messagesAfterPersist.
 //
 // Between ready() and advance() the node goes on accepting step(), tick() and proposals; what
 // they produce waits for the next Ready, except what sendable() and applicable() hand out at
