@@ -348,13 +348,13 @@ void Node::process() {
     log_->append(rd.entries);
     wrote = true;
   }
-  if (rd.syncOptional && segmented_ && !options_.unsafeTestAckBeforePersist) {
+  if (rd.syncOptional && segmented_ && options_.leaderSyncDelayMs && !options_.unsafeTestAckBeforePersist) {
     // §10.2.1 (diss.): the followers alone can commit these entries, so the leader goes on
     // without syncing them; lazySync() makes them durable (and count) a little later.
     ++deferred_;
     if (!lazySyncArmed_) {
       lazySyncArmed_ = true;
-      tasks_->add(timer_.afterDelay(kLeaderSyncDelay).then([this]() {
+      tasks_->add(timer_.afterDelay(options_.leaderSyncDelayMs * kj::MILLISECONDS).then([this]() {
         lazySyncArmed_ = false;
         lazySync();
       }));

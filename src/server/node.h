@@ -219,11 +219,10 @@ class Node final {
   static constexpr uint64_t kSyncHereBytes = 64 << 10;
   bool lastSyncSlow_ = false;  // the last sync took longer than a tick: the next is not synced here
   // A leader's writes that its followers alone commit (Ready::syncOptional, diss. §10.2.1) are
-  // synced lazily, kLeaderSyncDelay after the first of them, off the path of any commit. Counted
+  // synced lazily, --leader-sync-delay-ms after the first of them, off the path of any commit. Counted
   // here, with how many of them the latest sync started covers and the latest completed sync
   // covered. While some are not synced, a Ready with messagesAfterPersist syncs first: an
   // ex-leader acknowledges nothing of its log, and votes for no one, before they are durable.
-  static constexpr auto kLeaderSyncDelay = 5 * kj::MILLISECONDS;
   uint64_t deferred_ = 0, deferredSyncing_ = 0, deferredSynced_ = 0;
   bool lazySyncArmed_ = false;
   Role loggedRole_ = Role::Follower;  // the role and term last logged (process())

@@ -72,6 +72,10 @@ const std::vector<OptionHelp>& optionHelp() {
        "Also wait until the entries applied since the last snapshot add up to r times its bytes, so "
        "that a large state is not serialized every --snapshot-entries (0: the count alone). Default: 2."},
       {"request-timeout-ms", "<ms>", "Default deadline of a client request. Default: 5000."},
+      {"leader-sync-delay-ms", "<ms>",
+       "While its followers alone can commit, the leader syncs its own log this long after the "
+       "first write it left unsynced, one sync for all written by then (0: every write, before "
+       "it counts its own copy). Default: 5."},
       {"session-timeout-ms", "<ms>", "Idle client sessions expire after this. Default: 600000."},
       {"memory-log", "<true|false>", "Keep the log in memory (not durable; for tests)."},
       {"quiet", "<true|false>", "Log only warnings."},
@@ -168,6 +172,9 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
     double r = std::strtod(value.c_str(), &end);
     if (value.empty() || *end != '\0' || !(r >= 0 && r <= 1000)) return bad("expected a ratio from 0 to 1000");
     o.snapshotLogRatio = r;
+  } else if (name == "leader-sync-delay-ms") {
+    if (!num(0, 10000)) return bad("expected 0..10000");
+    o.leaderSyncDelayMs = uint32_t(n);
   } else if (name == "request-timeout-ms") {
     if (!num(1, 3600000)) return bad("expected 1..3600000");
     o.requestTimeoutMs = uint32_t(n);

@@ -30,6 +30,7 @@ struct Options {
   uint64_t snapshotEntries = 20000;         // --snapshot-entries: compact after this many
   double snapshotLogRatio = 2.0;            // --snapshot-log-ratio: ... and this many times the last snapshot's bytes
   uint32_t requestTimeoutMs = 5000;         // --request-timeout-ms
+  uint32_t leaderSyncDelayMs = 5;           // --leader-sync-delay-ms (0: the leader syncs each write)
   uint64_t sessionTimeoutMs = 600000;       // --session-timeout-ms (KV sessions)
   bool memoryLog = false;                   // --memory-log: not durable (tests only)
   bool quiet = false;                       // --quiet

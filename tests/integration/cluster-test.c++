@@ -314,10 +314,11 @@ TEST(Cluster, AFollowerOnASlowDiskKeepsAnsweringWhileItsSyncsRun) {
 }
 
 // diss. §10.2.1: while its followers alone form a quorum, a leader leaves its own writes
-// unsynced and syncs them lazily (a few ms later, many at once); once a follower is gone its
-// own copy is needed for a commit, and it syncs every write again.
+// unsynced and syncs them lazily (--leader-sync-delay-ms later, many at once: 200 ms here, so
+// that writes slowed down by a sanitizer still share them); once a follower is gone its own
+// copy is needed for a commit, and it syncs every write again.
 TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
-  ProcessCluster cluster(3, {"--tick-ms", "20", "--election-ticks", "10"});
+  ProcessCluster cluster(3, {"--tick-ms", "20", "--election-ticks", "10", "--leader-sync-delay-ms", "200"});
   Client c(cluster.clientOptions());
   uint64_t leader = cluster.waitLeader(c);
   ASSERT_NE(leader, 0u);
@@ -974,6 +975,7 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   refused("--unsafe-test true --unsafe-test-clock-rate fast", "expected a rate");
   refused("--snapshot-log-ratio 5000", "expected a ratio");
   refused("--snapshot-log-ratio lots", "expected a ratio");
+  refused("--leader-sync-delay-ms 20000", "expected 0..10000");
 }
 
 }  // namespace
