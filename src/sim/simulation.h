@@ -72,7 +72,7 @@ inline std::string render(const Trace& t) {
       break;
     case Trace::Role: o << "becomes " << t.text << " in term " << t.term; break;
     case Trace::Propose: o << "proposes " << t.text << " at index " << t.index << " term " << t.term; break;
-    case Trace::Sync: o << "sync done: last index " << t.index << ", commit " << t.commit; break;
+    case Trace::Sync: o << (t.text.empty() ? "sync" : t.text) << " done: last index " << t.index << ", commit " << t.commit; break;
     case Trace::Apply: o << "applies " << t.n << " entries through " << t.index; break;
     case Trace::Install: o << "installs snapshot at " << t.index << " term " << t.term; break;
     case Trace::Compact: o << "compacts through " << t.index; break;
@@ -224,6 +224,7 @@ class Simulation {
   void finishReady(Node& n, bool synced = true, bool durable = true);
   // Syncs what a leader wrote without a sync and tells its core (Consensus::persisted).
   void syncLeaderWrites(Node& n);
+  void traceSync(Node& n, std::string what = {});
   // The state machine takes a Ready's snapshot (if any), then its committed entries.
   void applyReady(Node& n, const Ready& rd);
   void applyAll(Node& n, std::span<const Entry> committed);

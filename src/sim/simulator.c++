@@ -233,16 +233,13 @@ void Simulation::processReadies(Node& n) {
                     (n.unsynced && !rd.messagesAfterPersist.empty());
     // A leader whose followers alone form a quorum may leave its own write unsynced
     // (§10.2.1); it syncs it lazily, as keel-server does.
-    if (rd.syncOptional && rng_.chance(0.7)) {
+    bool defer = rd.syncOptional && rng_.chance(0.7);
+    if (defer) {
       n.unsynced = true;
       if (!n.lazySyncDue) {
         n.lazySyncDue = true;
         schedule(now_ + rng_.range(100'000, 5 * kMs) * n.diskFactor, Event::LazySync, n.id.value, n.epoch);
       }
-      n.ready = &rd;
-      if (!rd.committedAfterWrite) applyReady(n, rd);
-      finishReady(n, false, false);
-      continue;
     }
     if (strict && rd.hardState && rd.hardState->commit > n.log->durable().hardState().commit) {
       // §5.4.2 (Figure 2, "Rules for Servers: Leaders"): a leader moves its commit index only
@@ -256,6 +253,10 @@ void Simulation::processReadies(Node& n) {
     n.ready = &rd;
     // Entries a quorum has on disk go before this node's own write, as in the server.
     if (!rd.committedAfterWrite) applyReady(n, rd);
+    if (defer) {
+      finishReady(n, false, false);
+      continue;
+    }
     if (mustSync && n.log->unsynced()) {
       n.syncing = true;
       int64_t delay = rng_.range(200'000, 2 * kMs) * n.diskFactor;
@@ -273,12 +274,7 @@ void Simulation::finishReady(Node& n, bool synced, bool durable) {
     n.log->sync();
     n.unsynced = false;
   }
-  if (synced && (rd.hardState || !rd.entries.empty())) {
-    Trace t(Trace::Sync);
-    t.index = n.log->lastIndex().value;
-    t.commit = n.log->hardState().commit.value;
-    trace(n, std::move(t));
-  }
+  if (synced && (rd.hardState || !rd.entries.empty())) traceSync(n);
   for (const Message& m : rd.messagesAfterPersist) send(m);
   if (rd.committedAfterWrite) applyReady(n, rd);
   for (const ReadState& rs : rd.readStates) readReady(n, rs);
@@ -288,14 +284,17 @@ void Simulation::finishReady(Node& n, bool synced, bool durable) {
   serveReads(n);
 }
 
+void Simulation::traceSync(Node& n, std::string what) {
+  Trace t(Trace::Sync, std::move(what));
+  t.index = n.log->lastIndex().value;
+  t.commit = n.log->hardState().commit.value;
+  trace(n, std::move(t));
+}
+
 void Simulation::syncLeaderWrites(Node& n) {
   if (!(o_.defects & kLazySyncWithoutSync)) n.log->sync();
   n.unsynced = false;
-  Trace t(Trace::Sync);
-  t.index = n.log->lastIndex().value;
-  t.commit = n.log->hardState().commit.value;
-  t.text = "lazy sync";
-  trace(n, std::move(t));
+  traceSync(n, "lazy sync");
   n.core->persisted(n.core->term(), n.log->lastIndex());
 }
 
