@@ -61,8 +61,9 @@ struct Workload {
 
 // Runs `batches` batches of random work. Every few batches it waits for durability; otherwise
 // batches pile up in flight.
-void runWorkload(Workload& w, uint64_t seed, int batches) {
+void runWorkload(Workload& w, uint64_t seed, int batches, bool direct) {
   std::mt19937_64 rng(seed);
+  w.fs.takeDirectIo(direct);
   State cur;
   w.states.push_back(cur);
   w.seqPos.push_back(0);
@@ -199,15 +200,19 @@ std::string check(const SegmentedLog& log, const Workload& w, uint64_t ackSeq) {
          ") on, holding its entries";
 }
 
-void crashTest(uint64_t seed, int batches, size_t stride) {
+// `direct`: the file system takes direct I/O, so records go through SegmentedLog's DirectWriter
+// (each write rewrites the block it starts in).
+void crashTest(uint64_t seed, int batches, size_t stride, bool direct = false) {
   Workload w;
-  ASSERT_NO_FATAL_FAILURE(runWorkload(w, seed, batches));
+  ASSERT_NO_FATAL_FAILURE(runWorkload(w, seed, batches, direct));
+  if (direct) ASSERT_GT(w.fs.directOpens(), 0u);
   auto journal = w.fs.journal();
   size_t states = 0, torn = 0;
   for (size_t p = 0;; p = std::min(p + stride, journal.size())) {
     for (auto& cs : FaultFileSystem::crashStates({}, journal, p)) {
       ++states;
       FaultFileSystem fs(cs.files);
+      fs.takeDirectIo(direct);
       std::unique_ptr<SegmentedLog> log;
       try {
         log = std::make_unique<SegmentedLog>(kDir, options(fs));
@@ -245,6 +250,10 @@ TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesSeed2) { crashTes
 TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesSeed3) { crashTest(3, 80, 1); }
 TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesSeed4) { crashTest(4, 80, 1); }
 TEST(SegmentedLogCrash, LongerRunEveryOtherOperation) { crashTest(5, 300, 2); }
+TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesDirectSeed1) { crashTest(1, 80, 1, true); }
+TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesDirectSeed2) { crashTest(2, 80, 1, true); }
+TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesDirectSeed3) { crashTest(3, 80, 1, true); }
+TEST(SegmentedLogCrash, LongerRunEveryOtherOperationDirect) { crashTest(5, 300, 2, true); }
 
 // ---- corruption: a flipped bit anywhere is found, and named ----
 

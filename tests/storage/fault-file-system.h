@@ -19,6 +19,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -62,8 +65,15 @@ class FaultFileSystem final : public FileSystem {
     failIn_ = n;
   }
 
+  // Direct I/O (openDirect) is taken once this is set. A direct handle writes to the same
+  // file, recorded as any write, and refuses (throws std::invalid_argument) a buffer, offset or
+  // size that is not a multiple of 4096, as O_DIRECT does.
+  void takeDirectIo(bool on) { direct_ = on; }
+  size_t directOpens() const { return directOpens_; }
+
   // ---- FileSystem ----
   std::unique_ptr<File> open(const std::string& path, bool create) override;
+  std::unique_ptr<File> openDirect(const std::string& path) override;
   bool exists(const std::string& path) override {
     std::lock_guard<std::mutex> lk(mu_);
     return names_.count(path) > 0;
@@ -148,12 +158,14 @@ class FaultFileSystem final : public FileSystem {
   std::vector<std::pair<uint64_t, uint64_t>> willNeeds_;
   int failIn_ = 0;
   std::atomic<size_t> syncs_{0};
+  bool direct_ = false;
+  std::atomic<size_t> directOpens_{0};
 };
 
 class FaultFile final : public File {
  public:
-  FaultFile(FaultFileSystem& fs, int inode, std::string path)
-      : fs_(fs), inode_(inode), path_(std::move(path)) {}
+  FaultFile(FaultFileSystem& fs, int inode, std::string path, bool direct = false)
+      : fs_(fs), inode_(inode), path_(std::move(path)), direct_(direct) {}
   size_t pread(void* buf, size_t size, uint64_t offset) const override {
     std::lock_guard<std::mutex> lk(fs_.mu_);
     auto& d = fs_.inodes_[inode_];
@@ -163,6 +175,9 @@ class FaultFile final : public File {
     return n;
   }
   void pwrite(const void* buf, size_t size, uint64_t offset) override {
+    if (direct_ && (reinterpret_cast<uintptr_t>(buf) % 4096 || size % 4096 || offset % 4096))
+      throw std::invalid_argument("unaligned direct write of " + std::to_string(size) +
+                                  " bytes at " + std::to_string(offset) + " of " + path_);
     std::lock_guard<std::mutex> lk(fs_.mu_);
     auto& d = fs_.inodes_[inode_];
     if (d.size() < offset + size) d.resize(offset + size);
@@ -197,6 +212,7 @@ class FaultFile final : public File {
   FaultFileSystem& fs_;
   int inode_;
   std::string path_;
+  bool direct_;
 };
 
 inline std::unique_ptr<File> FaultFileSystem::open(const std::string& path, bool create) {
@@ -213,6 +229,24 @@ inline std::unique_ptr<File> FaultFileSystem::open(const std::string& path, bool
     record({Rec::Create, id, path});
   }
   return std::make_unique<FaultFile>(*this, id, path);
+}
+
+inline std::unique_ptr<File> FaultFileSystem::openDirect(const std::string& path) {
+  int id;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = names_.find(path);
+    if (!direct_ || it == names_.end()) return nullptr;
+    id = it->second;
+  }
+  auto f = std::make_unique<FaultFile>(*this, id, path, true);
+  // The real layer's probe: the first block written back as it is.
+  std::unique_ptr<uint8_t, void (*)(void*)> block(static_cast<uint8_t*>(std::aligned_alloc(4096, 4096)), std::free);
+  std::memset(block.get(), 0, 4096);
+  f->pread(block.get(), 4096, 0);
+  f->pwrite(block.get(), 4096, 0);
+  ++directOpens_;
+  return f;
 }
 
 // ---- crash-state reconstruction ----
