@@ -138,9 +138,8 @@ class FileSystem {
   virtual void remove(const std::string& path) = 0;
   // Opens the existing file `path` a second time, for direct writes (O_DIRECT: past the page
   // cache), whose buffers, offsets and sizes must be multiples of 4096. It checks that the file
-  // system takes them by writing the first block back unchanged (zeros past the end of the
-  // file, which then holds at least one block). nullptr when it does not (tmpfs), and from file
-  // layers without direct I/O.
+  // system takes them by writing one block of zeros at offset 0. nullptr when it does not
+  // (tmpfs), and from file layers without direct I/O.
   virtual std::unique_ptr<File> openDirect(const std::string& path) { return nullptr; }
   virtual void makeDir(const std::string& path) = 0;  // no error when it exists
   // fsync(2) of a directory: creations, renames and removals in it are durable.
@@ -170,12 +169,6 @@ class SegmentedLog final : public Log {
     // here: 0.11 against 0.19 ms). The zeros are cut off when the segment is closed. 0: the
     // file grows with each append.
     uint64_t zeroAheadBytes = 1ull << 20;
-    // Records go to the active segment past the page cache (O_DIRECT; FileSystem::openDirect)
-    // where the file system allows it: the block an append starts in is written again whole,
-    // and the fdatasync that follows has only to flush the device. On the disk here a sync of
-    // one small append took 0.4-0.54 ms against 0.58 ms through the page cache. The last
-    // written chunks stay in memory for the reads that follow an append closely.
-    bool directWrites = true;
     // The configuration of a new cluster: the membership of the empty snapshot at index 0
     // when the directory holds no snapshot yet.
     Membership initialMembership;

@@ -1,4 +1,4 @@
-// keel: DirectAppender and DirectWriter, which write to a file opened for direct I/O
+// keel: DirectAppender, which writes a stream of bytes to a file opened for direct I/O
 // (FileSystem::openDirect). Private to keel_log.
 #pragma once
 
@@ -38,39 +38,6 @@ class DirectAppender {
   uint64_t start_;  // the file offset of buf_[0]
   size_t len_;      // bytes in buf_ (at first the zeros ahead of the stream)
   uint64_t end_;
-};
-
-// Writes pieces at any offset of a file opened for direct I/O: a segment's records, where each
-// write starts where the last one ended (or where a truncation cut the file) and nothing past
-// it is needed. The block a piece starts in is completed with the bytes before the piece, kept
-// from the last write (or read through `buffered`, the file's other handle), and the block it
-// ends in with zeros. Those bytes are written again unchanged, so a torn write of the block
-// leaves them as they were.
-class DirectWriter {
- public:
-  static constexpr size_t kAlign = DirectAppender::kAlign;
-
-  DirectWriter(std::unique_ptr<File> direct, std::shared_ptr<File> buffered, size_t bufferBytes = 1u << 20);
-  DirectWriter(const DirectWriter&) = delete;
-  DirectWriter& operator=(const DirectWriter&) = delete;
-
-  // Writes [offset, offset + n) and returns where the written blocks end: offset + n rounded
-  // up to kAlign (the file is at least that long afterwards).
-  uint64_t write(const uint8_t* p, size_t n, uint64_t offset);
-  // Writes zeros to [from, to), both multiples of kAlign.
-  void zeros(uint64_t from, uint64_t to);
-  // The file was truncated: the kept block may no longer match it.
-  void forget() noexcept { lastBlock_ = kNone; }
-
- private:
-  static constexpr uint64_t kNone = ~uint64_t{0};
-
-  std::unique_ptr<File> file_;
-  std::shared_ptr<File> buffered_;
-  std::unique_ptr<uint8_t, void (*)(void*)> buf_;
-  size_t cap_;
-  std::unique_ptr<uint8_t, void (*)(void*)> last_;  // a copy of the block at lastBlock_
-  uint64_t lastBlock_ = kNone;
 };
 
 }  // namespace keel

@@ -123,12 +123,10 @@ class PosixFileSystem final : public FileSystem {
     return std::make_unique<PosixFile>(fd, path);
   }
   std::unique_ptr<File> openDirect(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+    int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0) return nullptr;
-    // The probe writes the first block back as it is (zeros past the end of the file).
     void* block = std::aligned_alloc(4096, 4096);
-    bool ok = block && (std::memset(block, 0, 4096), ::pread(fd, block, 4096, 0) >= 0) &&
-              ::pwrite(fd, block, 4096, 0) == 4096;
+    bool ok = block && (std::memset(block, 0, 4096), ::pwrite(fd, block, 4096, 0) == 4096);
     std::free(block);
     if (!ok) {
       ::close(fd);

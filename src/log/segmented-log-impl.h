@@ -18,7 +18,6 @@
 #include <system_error>
 #include <thread>
 #include <unordered_set>
-#include <utility>
 
 namespace keel {
 
@@ -33,11 +32,6 @@ inline constexpr uint64_t kMaxInFlightBytes = 64u << 20;
 // its own), at most this many in use at a time before the receiver says it is backlogged.
 inline constexpr uint64_t kStageBytes = 8u << 20;
 inline constexpr size_t kMaxStaged = 8;
-// With Options::directWrites, written chunks are not in the page cache: this many of the last
-// ones (and at most this many bytes) stay in memory for the reads that follow them closely
-// (committed entries applied, sent to a follower).
-inline constexpr size_t kKeepWrittenChunks = 256;
-inline constexpr uint64_t kKeepWrittenBytes = 8u << 20;
 
 struct Segment {
   uint32_t id = 0;          // position key: segments_[id - segments_.front()->id]
@@ -187,8 +181,6 @@ struct SegmentedLog::Impl {
   uint64_t pendOff = 0;
   std::deque<InFlight> inflight;        // handed over, maybe not yet written
   uint64_t inflightBytes = 0;
-  size_t keptChunks = 0;                // the first of `inflight`, written, kept for reads
-  uint64_t keptBytes = 0;
   std::vector<ChunkPtr> freeChunks;
   uint64_t nextOpNo = 0;
   uint64_t nextSeq = 0;
@@ -211,8 +203,6 @@ struct SegmentedLog::Impl {
   std::shared_ptr<File> metaFiles[2];
   std::unique_ptr<DirectAppender> recvDirect;  // writes the parts of the receive of recvDirectOf
   const void* recvDirectOf = nullptr;
-  std::unique_ptr<DirectWriter> walDirect;  // writes the records of segment walDirectOf
-  int64_t walDirectOf = -1;                 // the id of the segment walDirect was opened for
 
   std::string path(const std::string& name) const { return dir + "/" + name; }
 
@@ -241,12 +231,6 @@ struct SegmentedLog::Impl {
   // After a write that ended at `end`: zeros past it, Options::zeroAheadBytes ahead (bounded by
   // the segment's size), so that the syncs of the appends that land on them change no metadata.
   void zeroAhead(Segment& seg, uint64_t end);
-
-  // The direct writer of `seg`'s records, opened at its first write; nullptr where the file
-  // system takes no direct I/O or Options::directWrites is off.
-  DirectWriter* directFor(const Segment& seg);
-  // `seg` takes no more writes through walDirect (sealed, removed), or its file was truncated.
-  void directDone(const Segment& seg, bool truncated);
 
   void ioLoop();
 

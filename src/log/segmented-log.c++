@@ -67,34 +67,10 @@ void SegmentedLog::Impl::zeroAhead(Segment& seg, uint64_t end) {
   auto roundUp = [](uint64_t n) { return (n + kPage - 1) / kPage * kPage; };
   uint64_t to = std::min(roundUp(end + opts.zeroAheadBytes), roundUp(opts.segmentBytes));
   if (opts.zeroAheadBytes == 0 || to <= end) return;
-  if (walDirect && walDirectOf == seg.id) {
-    walDirect->zeros(end, to);  // a direct write's end is a block's
-  } else {
-    static const std::vector<uint8_t> zeros(64 << 10);
-    for (uint64_t at = end; at < to; at += std::min<uint64_t>(zeros.size(), to - at))
-      seg.file->pwrite(zeros.data(), std::min<uint64_t>(zeros.size(), to - at), at);
-  }
+  static const std::vector<uint8_t> zeros(64 << 10);
+  for (uint64_t at = end; at < to; at += std::min<uint64_t>(zeros.size(), to - at))
+    seg.file->pwrite(zeros.data(), std::min<uint64_t>(zeros.size(), to - at), at);
   seg.fileEnd = to;
-}
-
-DirectWriter* SegmentedLog::Impl::directFor(const Segment& seg) {
-  if (walDirectOf != seg.id) {
-    walDirect.reset();
-    walDirectOf = seg.id;
-    if (opts.directWrites)
-      if (auto d = fs->openDirect(seg.path)) walDirect = std::make_unique<DirectWriter>(std::move(d), seg.file);
-  }
-  return walDirect.get();
-}
-
-void SegmentedLog::Impl::directDone(const Segment& seg, bool truncated) {
-  if (walDirectOf != seg.id) return;
-  if (truncated && walDirect) {
-    walDirect->forget();
-  } else {
-    walDirect.reset();
-    walDirectOf = -1;
-  }
 }
 
 void SegmentedLog::Impl::ioLoop() {
@@ -136,18 +112,12 @@ void SegmentedLog::Impl::execute(Op& op) {
       dirDirty = true;
       break;
     }
-    case Op::Write: {
-      uint64_t end = op.offset + op.data->size();
-      if (DirectWriter* d = directFor(*op.seg))
-        end = d->write(op.data->data(), op.data->size(), op.offset);
-      else
-        op.seg->file->pwrite(op.data->data(), op.data->size(), op.offset);
-      zeroAhead(*op.seg, end);
+    case Op::Write:
+      op.seg->file->pwrite(op.data->data(), op.data->size(), op.offset);
+      zeroAhead(*op.seg, op.offset + op.data->size());
       markDirty(op.seg->file);
       break;
-    }
     case Op::Seal:
-      directDone(*op.seg, false);
       if (op.seg->fileEnd > op.offset) {  // the zeros past the last record go
         op.seg->file->truncate(op.offset);
         op.seg->fileEnd = op.offset;
@@ -167,10 +137,8 @@ void SegmentedLog::Impl::execute(Op& op) {
       op.seg->file->truncate(op.offset);
       op.seg->fileEnd = op.offset;
       op.seg->file->sync();
-      directDone(*op.seg, true);
       break;
     case Op::Remove:
-      directDone(*op.seg, false);
       for (auto it = dirty.begin(); it != dirty.end(); ++it)
         if (*it == op.seg->file) {
           dirty.erase(it);
@@ -306,29 +274,14 @@ void SegmentedLog::Impl::retire() {
   // A finished receive that nobody holds any more (the core did not install it: it had the
   // entries already) is dropped rather than kept in memory.
   if (received && received->complete && keepAlive.empty() && received->data.useCount() == 1) dropReceived();
-  auto recycle = [&](ChunkPtr c) {
+  while (!inflight.empty() && inflight.front().opNo <= done) {
+    ChunkPtr c = std::move(inflight.front().data);
+    inflight.pop_front();
+    inflightBytes -= c->size();
     if (c.use_count() == 1 && freeChunks.size() < 4 && c->capacity() <= 4 * opts.writeBufferBytes) {
       c->clear();
       freeChunks.push_back(std::move(c));
     }
-  };
-  for (; keptChunks < inflight.size() && inflight[keptChunks].opNo <= done; ++keptChunks) {
-    ChunkPtr& c = inflight[keptChunks].data;
-    keptBytes += c->size();
-    // A small batch in a large buffer is kept as a copy of its size.
-    if (opts.directWrites && c->capacity() > 2 * c->size() + 4096) {
-      ChunkPtr big = std::exchange(c, std::make_shared<Chunk>(*c));
-      recycle(std::move(big));
-    }
-  }
-  const size_t keep = opts.directWrites ? kKeepWrittenChunks : 0;
-  while (keptChunks > keep || (keptChunks && keptBytes > kKeepWrittenBytes)) {
-    ChunkPtr c = std::move(inflight.front().data);
-    inflight.pop_front();
-    --keptChunks;
-    keptBytes -= c->size();
-    inflightBytes -= c->size();
-    recycle(std::move(c));
   }
 }
 

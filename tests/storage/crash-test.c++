@@ -200,8 +200,9 @@ std::string check(const SegmentedLog& log, const Workload& w, uint64_t ackSeq) {
          ") on, holding its entries";
 }
 
-// `direct`: the file system takes direct I/O, so records go through SegmentedLog's DirectWriter
-// (each write rewrites the block it starts in).
+// `direct`: the file system takes direct I/O, so that snapshots (a compaction's, and those
+// received in parts) are written through DirectAppender: aligned blocks, the last one padded
+// with zeros and cut back.
 void crashTest(uint64_t seed, int batches, size_t stride, bool direct = false) {
   Workload w;
   ASSERT_NO_FATAL_FAILURE(runWorkload(w, seed, batches, direct));
@@ -250,10 +251,10 @@ TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesSeed2) { crashTes
 TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesSeed3) { crashTest(3, 80, 1); }
 TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesSeed4) { crashTest(4, 80, 1); }
 TEST(SegmentedLogCrash, LongerRunEveryOtherOperation) { crashTest(5, 300, 2); }
-TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesDirectSeed1) { crashTest(1, 80, 1, true); }
-TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesDirectSeed2) { crashTest(2, 80, 1, true); }
-TEST(SegmentedLogCrash, EveryCrashStateKeepsAcknowledgedEntriesDirectSeed3) { crashTest(3, 80, 1, true); }
-TEST(SegmentedLogCrash, LongerRunEveryOtherOperationDirect) { crashTest(5, 300, 2, true); }
+TEST(SegmentedLogCrash, SnapshotsThroughDirectIoSeed1) { crashTest(1, 80, 1, true); }
+TEST(SegmentedLogCrash, SnapshotsThroughDirectIoSeed2) { crashTest(2, 80, 1, true); }
+TEST(SegmentedLogCrash, SnapshotsThroughDirectIoSeed3) { crashTest(3, 80, 1, true); }
+TEST(SegmentedLogCrash, LongerRunSnapshotsThroughDirectIo) { crashTest(5, 300, 2, true); }
 
 // ---- corruption: a flipped bit anywhere is found, and named ----
 

@@ -240,10 +240,9 @@ inline std::unique_ptr<File> FaultFileSystem::openDirect(const std::string& path
     id = it->second;
   }
   auto f = std::make_unique<FaultFile>(*this, id, path, true);
-  // The real layer's probe: the first block written back as it is.
+  // The real layer's probe: a block of zeros at offset 0.
   std::unique_ptr<uint8_t, void (*)(void*)> block(static_cast<uint8_t*>(std::aligned_alloc(4096, 4096)), std::free);
   std::memset(block.get(), 0, 4096);
-  f->pread(block.get(), 4096, 0);
   f->pwrite(block.get(), 4096, 0);
   ++directOpens_;
   return f;

@@ -730,14 +730,14 @@ TEST(SegmentedLogSnapshots, AReceivedSnapshotIsInstalledFromItsFileAndSurvivesRe
   EXPECT_EQ(log.snapshot().data.view(), state);
 }
 
-// The real file layer, counting the direct-I/O files it opened: snapshots, and segments apart.
+// The real file layer, counting the direct-I/O files it opened.
 struct CountingFileSystem final : FileSystem {
   FileSystem& real = posixFileSystem();
-  int directOpens = 0, segmentDirectOpens = 0;
+  int directOpens = 0;
   std::unique_ptr<File> open(const std::string& p, bool create) override { return real.open(p, create); }
   std::unique_ptr<File> openDirect(const std::string& p) override {
     auto f = real.openDirect(p);
-    (p.ends_with(".seg") ? segmentDirectOpens : directOpens) += f != nullptr;
+    directOpens += f != nullptr;
     return f;
   }
   bool exists(const std::string& p) override { return real.exists(p); }
@@ -756,49 +756,6 @@ bool takesDirectIo(const std::string& dir) {
   bool ok = posixFileSystem().openDirect(probe) != nullptr;
   posixFileSystem().remove(probe);
   return ok;
-}
-
-// Records go to each segment past the page cache (Options::directWrites): every append
-// rewrites the block it starts in, after a reopen too, and each is read back whole, from the
-// chunks kept in memory right after a sync and from the files later.
-TEST(SegmentedLog, RecordsWrittenPastThePageCacheReadBackWhole) {
-  for (bool direct : {true, false}) {
-    TempDir t;
-    CountingFileSystem fs;
-    auto opts = small();
-    opts.fs = &fs;
-    opts.directWrites = direct;
-    uint64_t i = 0;
-    auto appendSome = [&](uint64_t n) {
-      SegmentedLog log(t.log(), opts);
-      std::vector<Entry> back;
-      for (uint64_t end = i + n; i < end;) {
-        ++i;
-        Entry e = entry(i, 1, payload(i, 1 + i * 37 % 300));
-        log.append({&e, 1});
-        log.sync();
-        back.clear();
-        log.entries(Index{i}, Index{i + 1}, UINT64_MAX, back);
-        ASSERT_EQ(back.at(0).data.str(), payload(i, 1 + i * 37 % 300)) << i;
-      }
-      auto got = all(log);
-      ASSERT_EQ(got.size(), i);
-      for (uint64_t k = 1; k <= i; ++k) ASSERT_EQ(got[k - 1].data.str(), payload(k, 1 + k * 37 % 300)) << k;
-    };
-    ASSERT_NO_FATAL_FAILURE(appendSome(300));
-    int opened = fs.segmentDirectOpens;
-    ASSERT_NO_FATAL_FAILURE(appendSome(40));  // the reopened last segment, then new ones
-    SegmentedLog log(t.log(), small());
-    EXPECT_FALSE(log.recoveryReport().tornTail);
-    EXPECT_EQ(log.lastIndex(), Index{340});
-    if (direct && takesDirectIo(t.log())) {
-      EXPECT_GT(opened, 10);  // one per segment of 4 KiB
-      EXPECT_GT(fs.segmentDirectOpens, opened);
-    } else {
-      EXPECT_EQ(fs.segmentDirectOpens, 0);
-    }
-    EXPECT_EQ(fs.directOpens, 0);
-  }
 }
 
 std::string randomBytes(size_t n, uint64_t seed) {
