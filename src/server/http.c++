@@ -94,6 +94,9 @@ std::string Node::metricsText() {
   gauge("keel_snapshot_index", "Index of the latest snapshot.", double(log_->snapshotMeta().index.value));
   counter("keel_proposals_total", "Proposals accepted by this node as leader.", double(proposals_));
   counter("keel_reads_total", "Linearizable reads served.", double(readsServed_));
+  counter("keel_unsynced_leader_writes_total",
+          "Writes this node, as leader, left to a later sync because its followers alone committed them (--leader-sync-delay-ms).",
+          double(deferred_));
   counter("keel_ticks_total", "Ticks of the consensus module since the start (one per --tick-ms of this node's clock).",
           double(ticks_));
   // Lease reads assume that the nodes' monotonic clocks run at nearly the same rate: the rate of

@@ -342,6 +342,9 @@ TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
   double leaderSyncs = syncs(leader) - leader0, followerSyncs = syncs(follower) - follower0;
   EXPECT_GE(followerSyncs, 300);
   EXPECT_LT(leaderSyncs, followerSyncs / 3) << "leader " << leaderSyncs << ", follower " << followerSyncs;
+  auto metrics = testing::httpGet(cluster.node(leader).http, "/metrics", 2000);
+  ASSERT_TRUE(metrics);
+  EXPECT_GT(testing::metricValue(*metrics, "keel_unsynced_leader_writes_total").value_or(0), 200);
 
   cluster.kill(follower, SIGKILL);
   writeSome("b", 20);  // the leader notices within a few heartbeats that its follower is gone
@@ -349,6 +352,23 @@ TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
   double median = writeSome("c", 100);
   EXPECT_GE(syncs(leader) - leader0, 100) << "the leader's own copy is needed for each commit";
   EXPECT_LT(median, 20.0) << "median ms per write with one follower gone";
+}
+
+// --leader-sync-delay-ms 0 turns the lazy sync off: the leader syncs each write as its
+// followers do, however prompt they are.
+TEST(Cluster, ALeaderSyncDelayOfZeroSyncsEveryWrite) {
+  ProcessCluster cluster(3, {"--tick-ms", "20", "--election-ticks", "10", "--leader-sync-delay-ms", "0"});
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  auto metric = [&](uint64_t id, const char* name) {
+    auto metrics = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
+    return metrics ? testing::metricValue(*metrics, name).value_or(-1) : -1;
+  };
+  double leader0 = metric(leader, "keel_fsync_seconds_count");
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok());
+  EXPECT_GE(metric(leader, "keel_fsync_seconds_count") - leader0, 100);
+  EXPECT_EQ(metric(leader, "keel_unsynced_leader_writes_total"), 0);
 }
 
 // A learner added by one leader keeps receiving the log from the next one: the new leader
