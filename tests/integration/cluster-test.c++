@@ -344,7 +344,8 @@ TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
   EXPECT_LT(leaderSyncs, followerSyncs / 3) << "leader " << leaderSyncs << ", follower " << followerSyncs;
   auto metrics = testing::httpGet(cluster.node(leader).http, "/metrics", 2000);
   ASSERT_TRUE(metrics);
-  EXPECT_GT(testing::metricValue(*metrics, "keel_unsynced_leader_writes_total").value_or(0), 200);
+  // Each of the 300 writes was either synced on its own (a sync counted above) or left unsynced.
+  EXPECT_GE(testing::metricValue(*metrics, "keel_unsynced_leader_writes_total").value_or(0), 300 - leaderSyncs);
 
   cluster.kill(follower, SIGKILL);
   writeSome("b", 20);  // the leader notices within a few heartbeats that its follower is gone
