@@ -999,5 +999,53 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   refused("--leader-sync-delay-ms 20000", "expected 0..10000");
 }
 
+// --config FILE sets flags from `name = value` lines (comments and blank lines skipped); a bad
+// line is refused with the file and line named, as a bad flag is.
+TEST(Cluster, AConfigFileSetsFlagsAndABadLineIsNamed) {
+  char dir[] = "/tmp/keel-config-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::string path = std::string(dir) + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  };
+  std::string good = write("good.conf",
+                           "# snapshots after every 10 entries\n"
+                           "\n"
+                           "snapshot-entries = 10   # not 20000\n"
+                           "  snapshot-log-ratio=0\n");
+  {
+    ProcessCluster cluster(1, {"--config", good});
+    Client c(cluster.clientOptions());
+    ASSERT_NE(cluster.waitLeader(c), 0u);
+    for (int i = 0; i < 30; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok());
+    double snapshot = -1;
+    for (int i = 0; i < 100 && snapshot < 10; ++i) {
+      auto metrics = testing::httpGet(cluster.node(1).http, "/metrics", 2000);
+      snapshot = metrics ? testing::metricValue(*metrics, "keel_snapshot_index").value_or(-1) : -1;
+      if (snapshot < 10) std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_GE(snapshot, 10) << "the config file's snapshot-entries did not take";
+  }
+  auto refused = [](const std::string& config, const std::string& says) {
+    std::string c = ProcessCluster::serverPath() + " --config " + config + " --id 1 --memory-log true --peers 1=127.0.0.1:1 2>&1";
+    FILE* f = ::popen(c.c_str(), "r");
+    char out[512] = {0};
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    int status = ::pclose(f);
+    EXPECT_EQ(WEXITSTATUS(status), 1) << config;
+    EXPECT_NE(std::string(out, got).find(says), std::string::npos) << config << ": " << out;
+  };
+  std::string noEquals = write("a.conf", "snapshot-entries 10\n");
+  refused(noEquals, noEquals + ":1: expected name = value");
+  std::string unknown = write("b.conf", "# fine\nsnapshot-entries = 10\nbogus = 1\n");
+  refused(unknown, unknown + ":3: unknown option 'bogus'");
+  std::string badValue = write("c.conf", "\nleader-sync-delay-ms = 20000\n");
+  refused(badValue, badValue + ":2: --leader-sync-delay-ms: expected 0..10000");
+  refused(std::string(dir) + "/missing.conf", "cannot read config file " + std::string(dir) + "/missing.conf");
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 }  // namespace
 }  // namespace keel::integration
