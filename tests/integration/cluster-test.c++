@@ -999,6 +999,38 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   refused("--leader-sync-delay-ms 20000", "expected 0..10000");
 }
 
+// The HTTP port: GET /status is the node's status as JSON (docs/operations.md), GET /metrics
+// the Prometheus text; any other path is 404 and any other method 405.
+TEST(Cluster, HttpServesStatusAsJsonAndRefusesOtherPathsAndMethods) {
+  ProcessCluster cluster(3);
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  ASSERT_TRUE(c.put("k", "v").ok());
+  const std::string& http = cluster.node(leader).http;
+  auto status = testing::httpRequest(http, "GET", "/status", 2000);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->status, 200);
+  std::string id = std::to_string(leader);
+  std::vector<std::string> fields = {"\"id\": \"" + id + "\"", "\"role\": \"leader\"",
+                                     "\"leader\": \"" + id + "\"", "\"voters\": [\"1\", \"2\", \"3\"]",
+                                     "\"httpAddress\": \"" + http + "\""};
+  for (const std::string& field : fields)
+    EXPECT_NE(status->body.find(field), std::string::npos) << field << " in " << status->body;
+  EXPECT_EQ(std::count(status->body.begin(), status->body.end(), '{'), 3) << "the node and its two peers";
+  auto metrics = testing::httpRequest(http, "GET", "/metrics", 2000);
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(testing::metricValue(metrics->body, "keel_leader"), double(leader));
+  auto missing = testing::httpRequest(http, "GET", "/nope", 2000);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(missing->body.find("/metrics"), std::string::npos);
+  auto post = testing::httpRequest(http, "POST", "/metrics", 2000);
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+}
+
 // --config FILE sets flags from `name = value` lines (comments and blank lines skipped); a bad
 // line is refused with the file and line named, as a bad flag is.
 TEST(Cluster, AConfigFileSetsFlagsAndABadLineIsNamed) {

@@ -14,7 +14,8 @@
 
 namespace keel::testing {
 
-std::optional<std::string> httpGet(const std::string& hostPort, const std::string& path, int timeoutMs) {
+std::optional<HttpResponse> httpRequest(const std::string& hostPort, const std::string& method,
+                                        const std::string& path, int timeoutMs) {
   size_t colon = hostPort.rfind(':');
   if (colon == std::string::npos) return std::nullopt;
   sockaddr_in a{};
@@ -30,13 +31,14 @@ std::optional<std::string> httpGet(const std::string& hostPort, const std::strin
     pollfd p{fd, events, 0};
     return poll(&p, 1, left) == 1;
   };
-  std::string body;
+  HttpResponse out;
   bool ok = false;
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 || errno == EINPROGRESS) {
     int err = 0;
     socklen_t len = sizeof err;
     if (waitFor(POLLOUT) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-      std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + hostPort + "\r\nConnection: close\r\n\r\n";
+      std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + hostPort +
+                        (method == "GET" ? "" : "\r\nContent-Length: 0") + "\r\nConnection: close\r\n\r\n";
       if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size())) {
         std::string resp;
         char buf[8192];
@@ -54,9 +56,9 @@ std::optional<std::string> httpGet(const std::string& hostPort, const std::strin
           if (n <= 0) break;
           resp.append(buf, size_t(n));
         }
-        size_t head = resp.find("\r\n\r\n");
-        if (resp.rfind("HTTP/1.1 200", 0) == 0 && head != std::string::npos) {
-          body = resp.substr(head + 4);
+        if (complete() && resp.rfind("HTTP/1.1 ", 0) == 0) {
+          out.status = std::atoi(resp.c_str() + 9);
+          out.body = resp.substr(resp.find("\r\n\r\n") + 4);
           ok = true;
         }
       }
@@ -64,7 +66,13 @@ std::optional<std::string> httpGet(const std::string& hostPort, const std::strin
   }
   close(fd);
   if (!ok) return std::nullopt;
-  return body;
+  return out;
+}
+
+std::optional<std::string> httpGet(const std::string& hostPort, const std::string& path, int timeoutMs) {
+  auto r = httpRequest(hostPort, "GET", path, timeoutMs);
+  if (!r || r->status != 200) return std::nullopt;
+  return std::move(r->body);
 }
 
 std::optional<double> metricValue(const std::string& body, const std::string& name) {

@@ -1,10 +1,20 @@
-// keel tests: a blocking HTTP GET for reading a server's /metrics and /status.
+// keel tests: blocking HTTP requests, for reading a server's /metrics and /status.
 #pragma once
 
 #include <optional>
 #include <string>
 
 namespace keel::testing {
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+// `method` http://<hostPort><path> (no request body) with a deadline; nullopt when no whole
+// answer came.
+std::optional<HttpResponse> httpRequest(const std::string& hostPort, const std::string& method,
+                                        const std::string& path, int timeoutMs);
 
 // GET http://<hostPort><path> with a deadline; the body of a 200 answer, or nullopt on any
 // failure.
