@@ -999,6 +999,30 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   refused("--leader-sync-delay-ms 20000", "expected 0..10000");
 }
 
+// A write larger than an entry may be (1 MiB, or a quarter of --max-message-bytes) is refused
+// as too large, through the leader and through a follower alike, and the cluster goes on.
+TEST(Cluster, AWriteLargerThanAnEntryMayBeIsRefusedAsTooLarge) {
+  ProcessCluster cluster(3);
+  std::string big((1 << 20) + 1, 'x');
+  uint64_t leader;
+  {
+    Client c(cluster.clientOptions());
+    leader = cluster.waitLeader(c);
+    ASSERT_NE(leader, 0u);
+    auto put = c.put("big", big);
+    EXPECT_EQ(put.error, ClientError::TooLarge) << put.detail;
+  }
+  Client::Options viaFollower = cluster.clientOptions();
+  viaFollower.addresses = {cluster.node(leader % 3 + 1).address};
+  Client f(viaFollower);
+  auto put = f.put("big", big);
+  EXPECT_EQ(put.error, ClientError::TooLarge) << put.detail;
+  EXPECT_TRUE(f.put("big", std::string(1000, 'x')).ok());
+  auto got = f.get("big");
+  ASSERT_TRUE(got.ok()) << got.detail;
+  EXPECT_EQ(got.value.size(), 1000u);
+}
+
 // The HTTP port: GET /status is the node's status as JSON (docs/operations.md), GET /metrics
 // the Prometheus text; any other path is 404 and any other method 405.
 TEST(Cluster, HttpServesStatusAsJsonAndRefusesOtherPathsAndMethods) {

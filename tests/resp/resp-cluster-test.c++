@@ -292,6 +292,20 @@ TEST_F(RespCluster, AMalformedStreamClosesThatConnectionOnly) {
   EXPECT_EQ(got, "+OK\r\n");
 }
 
+// A SET larger than an entry may be (1 MiB) gets an error reply; the connection carries on.
+TEST_F(RespCluster, ASetLargerThanAnEntryIsAnErrorReply) {
+  int f = follower();
+  ASSERT_NE(f, 0);
+  Raw conn(nodes[f].redis);
+  ASSERT_TRUE(conn.connected());
+  std::string value((1 << 20) + 1, 'x');
+  conn.send("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$" + std::to_string(value.size()) + "\r\n" + value + "\r\n");
+  EXPECT_EQ(conn.read(22, 10s), "-ERR keel: too large\r\n");
+  conn.send("*1\r\n$4\r\nPING\r\n");
+  EXPECT_EQ(conn.read(7, 10s), "+PONG\r\n");
+  EXPECT_EQ(cli(nodes[f].redis, "EXISTS big"), "0\n");
+}
+
 TEST_F(RespCluster, SigtermWithOpenConnectionsStopsCleanly) {
   int f = follower();
   ASSERT_NE(f, 0);
