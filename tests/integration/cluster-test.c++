@@ -464,6 +464,34 @@ TEST(Cluster, NodeAddedLiveCatchesUpBySnapshotAndIsRemovedLive) {
   EXPECT_EQ(got.value, "299");
 }
 
+// With --memory-log the snapshots travel from memory (no snapshot file): a follower restarted
+// empty, behind the leader's compaction, catches up by one and holds the leader's state.
+TEST(Cluster, AMemoryLogFollowerRestartedEmptyCatchesUpBySnapshot) {
+  ProcessCluster cluster(3, {"--memory-log", "true", "--snapshot-entries", "50", "--snapshot-log-ratio", "0"});
+  uint64_t follower;
+  {
+    Client c(cluster.clientOptions());
+    uint64_t leader = cluster.waitLeader(c);
+    ASSERT_NE(leader, 0u);
+    follower = leader % 3 + 1;
+    cluster.kill(follower, SIGKILL);
+    for (int i = 0; i < 300; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), std::to_string(i)).ok());
+    cluster.start(follower);
+    auto st = c.status(cluster.node(leader).address);
+    ASSERT_TRUE(st.ok());
+    EXPECT_GT(st.value.snapshotIndex, 0u);
+    ASSERT_TRUE(cluster.waitApplied(c, follower, st.value.commit)) << "the follower did not catch up";
+    EXPECT_NE(cluster.log(follower).find("received snapshot"), std::string::npos) << cluster.log(follower);
+  }
+  // Its state is the leader's: a read of the follower's own state (stale: served where it lands).
+  Client::Options atFollower = cluster.clientOptions();
+  atFollower.addresses = {cluster.node(follower).address};
+  Client f(atFollower);
+  auto got = f.get("k299", Read::Stale);
+  ASSERT_TRUE(got.ok()) << got.detail;
+  EXPECT_EQ(got.value, "299");
+}
+
 // A snapshot of many chunks (the small message limit makes them 16 KiB: over a thousand, several
 // in flight at a time) streams to a new node; a first transfer is cut by killing the receiver
 // mid-way; the node restarts, the leader sends the snapshot again, and the node ends up with
