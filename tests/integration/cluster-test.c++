@@ -464,6 +464,25 @@ TEST(Cluster, NodeAddedLiveCatchesUpBySnapshotAndIsRemovedLive) {
   EXPECT_EQ(got.value, "299");
 }
 
+// `keel transfer-leader` without an id hands leadership to the most up-to-date follower: not
+// one that is down and behind. An id that is no member is refused.
+TEST(Cluster, ATransferWithoutATargetGoesToTheMostUpToDateFollower) {
+  ProcessCluster cluster(3);
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  uint64_t behind = leader % 3 + 1, upToDate = behind % 3 + 1;
+  ASSERT_NE(upToDate, leader);
+  cluster.kill(behind, SIGKILL);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok());
+  auto moved = c.transferLeadership(0);
+  ASSERT_TRUE(moved.ok()) << moved.detail;
+  EXPECT_EQ(moved.value, upToDate);
+  EXPECT_TRUE(c.put("after", "1").ok());
+  auto refused = c.transferLeadership(99);
+  EXPECT_EQ(refused.error, ClientError::Rejected) << refused.detail;
+}
+
 // With --memory-log the snapshots travel from memory (no snapshot file): a follower restarted
 // empty, behind the leader's compaction, catches up by one and holds the leader's state.
 TEST(Cluster, AMemoryLogFollowerRestartedEmptyCatchesUpBySnapshot) {
