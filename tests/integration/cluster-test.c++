@@ -1015,6 +1015,19 @@ TEST(Cluster, ALeaderStreamsASnapshotThroughTheSameMemory) {
 }
 #endif
 
+// Runs keel-server with `flags` (then those of a one-node memory-log cluster) and expects it to
+// refuse them: exit status 1, and `says` in what it printed.
+void expectRefused(const std::string& flags, const std::string& says) {
+  std::string c = ProcessCluster::serverPath() + " " + flags + " --id 1 --memory-log true --peers 1=127.0.0.1:1 2>&1";
+  FILE* f = ::popen(c.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char out[512] = {0};
+  size_t got = fread(out, 1, sizeof out - 1, f);
+  int status = ::pclose(f);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << flags;
+  EXPECT_NE(std::string(out, got).find(says), std::string::npos) << flags << ": " << out;
+}
+
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   std::string cmd = ProcessCluster::serverPath() + " --id 0 --data-dir /tmp/x --peers 1=127.0.0.1:1 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -1027,23 +1040,14 @@ TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   cmd = ProcessCluster::serverPath() + " --help >/dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
   // The test-only flags: only with --unsafe-test, and only sane values.
-  auto refused = [](const std::string& flags, const char* says) {
-    std::string c = ProcessCluster::serverPath() + " --id 1 --memory-log true --peers 1=127.0.0.1:1 " + flags + " 2>&1";
-    FILE* f = ::popen(c.c_str(), "r");
-    char out[512] = {0};
-    size_t got = fread(out, 1, sizeof out - 1, f);
-    int status = ::pclose(f);
-    EXPECT_NE(WEXITSTATUS(status), 0) << flags;
-    EXPECT_NE(std::string(out, got).find(says), std::string::npos) << flags << ": " << out;
-  };
-  refused("--unsafe-test-clock-rate 0.9", "need --unsafe-test");
-  refused("--unsafe-test-sync-delay-ms 10", "need --unsafe-test");
-  refused("--unsafe-test true --unsafe-test-sync-delay-ms 0", "expected 1..60000");
-  refused("--unsafe-test true --unsafe-test-clock-rate 0", "expected a rate");
-  refused("--unsafe-test true --unsafe-test-clock-rate fast", "expected a rate");
-  refused("--snapshot-log-ratio 5000", "expected a ratio");
-  refused("--snapshot-log-ratio lots", "expected a ratio");
-  refused("--leader-sync-delay-ms 20000", "expected 0..10000");
+  expectRefused("--unsafe-test-clock-rate 0.9", "need --unsafe-test");
+  expectRefused("--unsafe-test-sync-delay-ms 10", "need --unsafe-test");
+  expectRefused("--unsafe-test true --unsafe-test-sync-delay-ms 0", "expected 1..60000");
+  expectRefused("--unsafe-test true --unsafe-test-clock-rate 0", "expected a rate");
+  expectRefused("--unsafe-test true --unsafe-test-clock-rate fast", "expected a rate");
+  expectRefused("--snapshot-log-ratio 5000", "expected a ratio");
+  expectRefused("--snapshot-log-ratio lots", "expected a ratio");
+  expectRefused("--leader-sync-delay-ms 20000", "expected 0..10000");
 }
 
 // A write larger than an entry may be (1 MiB, or a quarter of --max-message-bytes) is refused
@@ -1130,15 +1134,7 @@ TEST(Cluster, AConfigFileSetsFlagsAndABadLineIsNamed) {
     }
     EXPECT_GE(snapshot, 10) << "the config file's snapshot-entries did not take";
   }
-  auto refused = [](const std::string& config, const std::string& says) {
-    std::string c = ProcessCluster::serverPath() + " --config " + config + " --id 1 --memory-log true --peers 1=127.0.0.1:1 2>&1";
-    FILE* f = ::popen(c.c_str(), "r");
-    char out[512] = {0};
-    size_t got = fread(out, 1, sizeof out - 1, f);
-    int status = ::pclose(f);
-    EXPECT_EQ(WEXITSTATUS(status), 1) << config;
-    EXPECT_NE(std::string(out, got).find(says), std::string::npos) << config << ": " << out;
-  };
+  auto refused = [](const std::string& config, const std::string& says) { expectRefused("--config " + config, says); };
   std::string noEquals = write("a.conf", "snapshot-entries 10\n");
   refused(noEquals, noEquals + ":1: expected name = value");
   std::string unknown = write("b.conf", "# fine\nsnapshot-entries = 10\nbogus = 1\n");
