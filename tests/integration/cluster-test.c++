@@ -24,6 +24,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// The value of metric `name` in node `id`'s /metrics (-1 when it cannot be read).
+double metric(const ProcessCluster& cluster, uint64_t id, const std::string& name) {
+  auto body = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
+  return body ? testing::metricValue(*body, name).value_or(-1) : -1;
+}
+
 TEST(Cluster, WritesAndReadsThroughAnyNode) {
   ProcessCluster cluster(3);
   Client c(cluster.clientOptions());
@@ -322,10 +328,7 @@ TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
   Client c(cluster.clientOptions());
   uint64_t leader = cluster.waitLeader(c);
   ASSERT_NE(leader, 0u);
-  auto syncs = [&](uint64_t id) {
-    auto metrics = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
-    return metrics ? testing::metricValue(*metrics, "keel_fsync_seconds_count").value_or(-1) : -1;
-  };
+  auto syncs = [&](uint64_t id) { return metric(cluster, id, "keel_fsync_seconds_count"); };
   auto writeSome = [&](const std::string& prefix, int n) {
     std::vector<double> ms;
     for (int i = 0; i < n; ++i) {
@@ -342,10 +345,8 @@ TEST(Cluster, ALeaderSyncsLazilyWhileItsFollowersAloneCommit) {
   double leaderSyncs = syncs(leader) - leader0, followerSyncs = syncs(follower) - follower0;
   EXPECT_GE(followerSyncs, 300);
   EXPECT_LT(leaderSyncs, followerSyncs / 3) << "leader " << leaderSyncs << ", follower " << followerSyncs;
-  auto metrics = testing::httpGet(cluster.node(leader).http, "/metrics", 2000);
-  ASSERT_TRUE(metrics);
   // Each of the 300 writes was either synced on its own (a sync counted above) or left unsynced.
-  EXPECT_GE(testing::metricValue(*metrics, "keel_unsynced_leader_writes_total").value_or(0), 300 - leaderSyncs);
+  EXPECT_GE(metric(cluster, leader, "keel_unsynced_leader_writes_total"), 300 - leaderSyncs);
 
   cluster.kill(follower, SIGKILL);
   writeSome("b", 20);  // the leader notices within a few heartbeats that its follower is gone
@@ -362,14 +363,10 @@ TEST(Cluster, ALeaderSyncDelayOfZeroSyncsEveryWrite) {
   Client c(cluster.clientOptions());
   uint64_t leader = cluster.waitLeader(c);
   ASSERT_NE(leader, 0u);
-  auto metric = [&](uint64_t id, const char* name) {
-    auto metrics = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
-    return metrics ? testing::metricValue(*metrics, name).value_or(-1) : -1;
-  };
-  double leader0 = metric(leader, "keel_fsync_seconds_count");
+  double leader0 = metric(cluster, leader, "keel_fsync_seconds_count");
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok());
-  EXPECT_GE(metric(leader, "keel_fsync_seconds_count") - leader0, 100);
-  EXPECT_EQ(metric(leader, "keel_unsynced_leader_writes_total"), 0);
+  EXPECT_GE(metric(cluster, leader, "keel_fsync_seconds_count") - leader0, 100);
+  EXPECT_EQ(metric(cluster, leader, "keel_unsynced_leader_writes_total"), 0);
 }
 
 // A learner added by one leader keeps receiving the log from the next one: the new leader
@@ -1128,8 +1125,7 @@ TEST(Cluster, AConfigFileSetsFlagsAndABadLineIsNamed) {
     for (int i = 0; i < 30; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok());
     double snapshot = -1;
     for (int i = 0; i < 100 && snapshot < 10; ++i) {
-      auto metrics = testing::httpGet(cluster.node(1).http, "/metrics", 2000);
-      snapshot = metrics ? testing::metricValue(*metrics, "keel_snapshot_index").value_or(-1) : -1;
+      snapshot = metric(cluster, 1, "keel_snapshot_index");
       if (snapshot < 10) std::this_thread::sleep_for(50ms);
     }
     EXPECT_GE(snapshot, 10) << "the config file's snapshot-entries did not take";
