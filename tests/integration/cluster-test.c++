@@ -1,6 +1,5 @@
 // Integration tests: real keel-server processes on 127.0.0.1 (issue 5, "Integration tests").
-#include "http-get.h"
-#include "process-cluster.h"
+#include "checks.h"
 
 #include <keel/check.h>
 #include <keel/kv.h>
@@ -23,12 +22,6 @@ namespace keel::integration {
 namespace {
 
 using namespace std::chrono_literals;
-
-// The value of metric `name` in node `id`'s /metrics (-1 when it cannot be read).
-double metric(const ProcessCluster& cluster, uint64_t id, const std::string& name) {
-  auto body = testing::httpGet(cluster.node(id).http, "/metrics", 2000);
-  return body ? testing::metricValue(*body, name).value_or(-1) : -1;
-}
 
 TEST(Cluster, WritesAndReadsThroughAnyNode) {
   ProcessCluster cluster(3);
@@ -1011,19 +1004,6 @@ TEST(Cluster, ALeaderStreamsASnapshotThroughTheSameMemory) {
   EXPECT_LT(peakKb, (200u + 128u) << 10) << "kB at the new node's peak";
 }
 #endif
-
-// Runs keel-server with `flags` (then those of a one-node memory-log cluster) and expects it to
-// refuse them: exit status 1, and `says` in what it printed.
-void expectRefused(const std::string& flags, const std::string& says) {
-  std::string c = ProcessCluster::serverPath() + " " + flags + " --id 1 --memory-log true --peers 1=127.0.0.1:1 2>&1";
-  FILE* f = ::popen(c.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  char out[512] = {0};
-  size_t got = fread(out, 1, sizeof out - 1, f);
-  int status = ::pclose(f);
-  EXPECT_EQ(WEXITSTATUS(status), 1) << flags;
-  EXPECT_NE(std::string(out, got).find(says), std::string::npos) << flags << ": " << out;
-}
 
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
   std::string cmd = ProcessCluster::serverPath() + " --id 0 --data-dir /tmp/x --peers 1=127.0.0.1:1 2>&1";

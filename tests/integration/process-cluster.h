@@ -64,7 +64,7 @@ class ProcessCluster {
     std::vector<std::string> extra;
   };
 
-  // `extra` flags go to every node.
+  // `extra` flags go to every node, each "{id}" in them replaced by the node's id.
   explicit ProcessCluster(int n, std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
     char tmpl[] = "/tmp/keel-it-XXXXXX";
     root_ = ::mkdtemp(tmpl);
@@ -118,7 +118,10 @@ class ProcessCluster {
                                      joiners_.count(id) ? peersFlag(true) : peersFlag(), "--tick-ms", "20",
                                      "--election-ticks", "10", "--heartbeat-ticks", "2",
                                      "--request-timeout-ms", "2000"};
-    for (auto& e : extra_) args.push_back(e);
+    for (std::string e : extra_) {
+      for (size_t at; (at = e.find("{id}")) != std::string::npos;) e.replace(at, 4, std::to_string(id));
+      args.push_back(e);
+    }
     for (auto& e : n.extra) args.push_back(e);
     for (auto& e : more) args.push_back(e);
     pid_t pid = ::fork();
