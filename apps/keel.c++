@@ -21,7 +21,8 @@ namespace {
 
 const char* kUsage = R"(keel: talk to a keel cluster.
 
-usage: keel [--cluster ADDR,ADDR,...] [--json] [--timeout MS] COMMAND [ARGS]
+usage: keel [--cluster ADDR,ADDR,...] [--json] [--timeout MS]
+            [--tls-cert FILE --tls-key FILE --tls-ca FILE [--tls-name NAME]] COMMAND [ARGS]
 
 commands:
   put KEY VALUE                 set KEY to VALUE
@@ -43,6 +44,9 @@ commands:
                                 concurrent clients sharing M connections (default: N); a live
                                 progress line and a summary
 
+--tls-*: mutual TLS to a cluster that runs with --tls-* (this client's certificate and key,
+signed by the cluster's CA; --tls-name: the name in the nodes' certificates, default keel).
+
 The cluster comes from --cluster, else $KEEL_CLUSTER, else the local cluster of ./run.sh
 (127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103).
 
@@ -53,7 +57,16 @@ struct Args {
   std::vector<std::string> addresses;
   bool json = false;
   uint32_t timeoutMs = 5000;
+  keel::TlsOptions tls;
   std::vector<std::string> rest;
+
+  keel::Client::Options clientOptions() const {
+    keel::Client::Options o;
+    o.addresses = addresses;
+    o.timeoutMs = timeoutMs;
+    o.tls = tls;
+    return o;
+  }
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -131,10 +144,7 @@ int bench(const Args& a, std::vector<std::string> args) {
   auto io = kj::setupAsyncIo();
   std::vector<std::unique_ptr<keel::Client>> cs;
   for (uint32_t i = 0; i < connections; ++i) {
-    keel::Client::Options o;
-    o.addresses = a.addresses;
-    o.timeoutMs = a.timeoutMs;
-    cs.push_back(std::make_unique<keel::Client>(o, io));
+    cs.push_back(std::make_unique<keel::Client>(a.clientOptions(), io));
   }
   using Clock = std::chrono::steady_clock;
   auto start = Clock::now();
@@ -250,10 +260,7 @@ int run(Args& a) {
   std::string cmd = a.rest[0];
   std::vector<std::string> args(a.rest.begin() + 1, a.rest.end());
   if (cmd == "bench") return bench(a, args);
-  keel::Client::Options o;
-  o.addresses = a.addresses;
-  o.timeoutMs = a.timeoutMs;
-  keel::Client c(o);
+  keel::Client c(a.clientOptions());
   auto need = [&](size_t n) { return args.size() == n; };
   if (cmd == "put") {
     if (!need(2)) return usage("put KEY VALUE");
@@ -385,6 +392,10 @@ int main(int argc, char** argv) {
     } else if (s == "--timeout" && i + 1 < argc) {
       a.timeoutMs = uint32_t(std::atoi(argv[++i]));
       if (a.timeoutMs == 0) return usage("--timeout: expected milliseconds");
+    } else if ((s == "--tls-cert" || s == "--tls-key" || s == "--tls-ca" || s == "--tls-name") && i + 1 < argc) {
+      std::string v = argv[++i];
+      if (v.empty()) return usage(s + ": expected a value");
+      (s == "--tls-cert" ? a.tls.certFile : s == "--tls-key" ? a.tls.keyFile : s == "--tls-ca" ? a.tls.caFile : a.tls.name) = v;
     } else if (s.rfind("--", 0) == 0 && a.rest.empty()) {
       return usage("unknown option " + s);
     } else {

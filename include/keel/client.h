@@ -20,6 +20,8 @@
 // Async forms may be used from inside promise callbacks). A Client belongs to one thread.
 #pragma once
 
+#include <keel/tls.h>
+
 #include <kj/async-io.h>
 
 #include <cstdint>
@@ -77,6 +79,10 @@ class Client {
     // that hangs, an answer lost), the call ends as a timeout one second past it all the same.
     uint32_t timeoutMs = 5000;
     bool sessions = true;                // exactly-once writes for the key-value API
+    // Mutual TLS to the nodes (include/keel/tls.h): this client's certificate and key, the
+    // cluster's CA, and the name the nodes' certificates carry. Files that cannot be used are
+    // a caller error: the constructor throws (kj::Exception), naming the file and why.
+    TlsOptions tls;
   };
 
   explicit Client(Options options);

@@ -8,6 +8,7 @@
 #include <capnp/rpc-twoparty.h>
 
 #include "buffered-stream.h"
+#include "tls.h"
 
 #include <functional>
 #include <map>
@@ -194,6 +195,8 @@ struct Client::Impl {
   std::set<uint64_t> outstanding;
   kj::Maybe<kj::ForkedPromise<Outcome<uint64_t>>> registering;
   kj::Own<kj::TaskSet> dropTasks;
+  std::unique_ptr<net::Tls> tls;  // Options::tls
+  std::string lastLost;           // the last connection that failed or was lost, and why (for a timeout's detail)
 
   struct Errors final : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}
@@ -208,6 +211,11 @@ struct Client::Impl {
     timer = &io->provider->getTimer();
     dropTasks = kj::heap<kj::TaskSet>(errors);
     KJ_REQUIRE(!options.addresses.empty(), "keel::Client needs at least one address");
+    if (options.tls.enabled()) {
+      std::string error;
+      tls = net::Tls::load(options.tls, net::Tls::Role::Client, error);
+      if (!tls) kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(error.c_str())));
+    }
   }
   ~Impl() {
     dropTasks = nullptr;
@@ -253,6 +261,10 @@ struct Client::Impl {
     auto done = io->provider->getNetwork()
                     .parseAddress(host, port)
                     .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+                    .then([this](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+                      if (tls) return tls->client(kj::mv(s));
+                      return kj::mv(s);
+                    })
                     .then(
                         [this, address, over](kj::Own<kj::AsyncIoStream> stream) {
                           *over = true;
@@ -303,8 +315,9 @@ struct Client::Impl {
     if (now >= deadline) {
       // A session write retried as idempotent may have applied through any copy that went out.
       bool mayHaveApplied = sent || (calls && *calls > 0);
-      return mayHaveApplied ? fail<std::string>(ClientError::UnknownOutcome, "deadline passed; the write may have applied")
-                            : fail<std::string>(ClientError::Timeout, "deadline passed");
+      std::string last = lastLost.empty() ? "" : " (last connection lost: " + lastLost + ")";
+      return mayHaveApplied ? fail<std::string>(ClientError::UnknownOutcome, "deadline passed; the write may have applied" + last)
+                            : fail<std::string>(ClientError::Timeout, "deadline passed" + last);
     }
     uint32_t remaining = uint32_t((deadline - now) / kj::MILLISECONDS);
     if (remaining == 0) remaining = 1;
@@ -340,6 +353,7 @@ struct Client::Impl {
                   // The reply names the leader: a client that reached a follower (which
                   // forwarded the call) goes to the leader directly from now on.
                   leader = r.leaderAddress.empty() ? address : r.leaderAddress;
+                  lastLost.clear();
                   Outcome<std::string> o;
                   o.value = std::move(r.result);
                   return o;
@@ -375,6 +389,7 @@ struct Client::Impl {
             [this, address, idempotent, sent, retry](kj::Exception&& e) mutable -> kj::Promise<Outcome<std::string>> {
               drop(address);
               leader.clear();
+              lastLost = address + ": " + e.getDescription().cStr();
               if (e.getType() != kj::Exception::Type::DISCONNECTED) {
                 return fail<std::string>(ClientError::Rejected, e.getDescription().cStr());
               }

@@ -97,6 +97,9 @@ std::string Node::metricsText() {
   counter("keel_unsynced_leader_writes_total",
           "Writes this node, as leader, left to a later sync because its followers alone committed them (--leader-sync-delay-ms).",
           double(deferred_));
+  counter("keel_tls_refused_connections_total",
+          "Connections to --listen refused because their TLS handshake failed or did not finish in time (--tls-*).",
+          double(tlsRefused_));
   counter("keel_ticks_total", "Ticks of the consensus module since the start (one per --tick-ms of this node's clock).",
           double(ticks_));
   // Lease reads assume that the nodes' monotonic clocks run at nearly the same rate: the rate of

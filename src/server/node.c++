@@ -144,6 +144,11 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
       tasks_(kj::heap<kj::TaskSet>(taskErrors)),
       bootstrap_(nullptr),
       fsyncBuckets_(kNumFsyncBuckets + 1, 0) {
+  if (options_.tls.enabled()) {
+    std::string error;
+    tls_ = net::Tls::load(options_.tls, net::Tls::Role::Node, error);
+    if (!tls_) throw std::runtime_error(error);
+  }
   for (auto& [id, addr] : options_.peers) addresses_[NodeId{id}] = addr;
   if (options_.listen.empty()) options_.listen = options_.peers.at(options_.id);
   addresses_[NodeId{options_.id}] = options_.listen;

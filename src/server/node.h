@@ -19,6 +19,7 @@
 #include <keel/state-machine.h>
 
 #include "buffered-stream.h"
+#include "tls.h"
 #include "options.h"
 #include "wire.h"
 
@@ -184,6 +185,8 @@ class Node final {
   uint64_t peerTimeoutMs() const;
   void sendSnapshot(Peer& p, const Message& m);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);
+  // Serves an accepted connection (after its TLS handshake, with --tls-*).
+  void adopt(kj::Own<kj::AsyncIoStream> stream);
   kj::Promise<void> serveHttp();
 
   Options options_;
@@ -248,6 +251,9 @@ class Node final {
   std::map<NodeId, std::unique_ptr<Peer>> peers_;
   std::map<NodeId, std::string> addresses_;
   std::map<NodeId, std::chrono::steady_clock::time_point> lastRefusalLog_;
+  std::unique_ptr<net::Tls> tls_;  // --tls-*: every connection of --listen, and to peers
+  std::chrono::steady_clock::time_point lastTlsRefusalLog_;
+  uint64_t tlsRefused_ = 0;  // handshakes refused or failed, for /metrics
   kj::Own<kj::ConnectionReceiver> listener_;
   kj::Own<kj::ConnectionReceiver> httpListener_;
   kj::Own<kj::HttpHeaderTable> httpHeaders_;

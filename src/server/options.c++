@@ -55,6 +55,12 @@ const std::vector<OptionHelp>& optionHelp() {
       {"cluster-id", "<name>", "Refuse peers of any other cluster. Default: keel."},
       {"http", "<host:port>", "Serve /metrics and /status there. Default: none."},
       {"redis-listen", "<host:port>", "Serve the Redis protocol (RESP2) there. Default: off."},
+      {"tls-cert", "<file>",
+       "PEM certificate of this node, signed by --tls-ca and naming --tls-name: with --tls-key and "
+       "--tls-ca, every connection of --listen (peers and clients) is mutual TLS. Default: plaintext."},
+      {"tls-key", "<file>", "PEM private key of --tls-cert (unencrypted)."},
+      {"tls-ca", "<file>", "PEM certificate(s) of the CA that signs every node's and client's certificate."},
+      {"tls-name", "<name>", "The DNS name every node's certificate carries. Default: keel."},
       {"tick-ms", "<ms>", "Length of one tick of the consensus module. Default: 50."},
       {"election-ticks", "<n>", "Election timeout in ticks (randomized up to twice). Default: 10."},
       {"heartbeat-ticks", "<n>", "Heartbeat interval in ticks. Default: 2."},
@@ -108,6 +114,9 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
     uint16_t p;
     if (!splitAddress(value, h, p)) return bad("expected host:port");
     (name == "listen" ? o.listen : name == "http" ? o.http : o.redisListen) = value;
+  } else if (name == "tls-cert" || name == "tls-key" || name == "tls-ca" || name == "tls-name") {
+    if (value.empty()) return bad(name == "tls-name" ? "expected a name" : "expected a file");
+    (name == "tls-cert" ? o.tls.certFile : name == "tls-key" ? o.tls.keyFile : name == "tls-ca" ? o.tls.caFile : o.tls.name) = value;
   } else if (name == "peers") {
     o.peers.clear();
     std::stringstream ss(value);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <keel/config.h>
+#include <keel/tls.h>
 
 #include <cstdint>
 #include <map>
@@ -20,6 +21,7 @@ struct Options {
   std::string clusterId = "keel";           // --cluster-id
   std::string http;                         // --http host:port for /metrics and /status
   std::string redisListen;                  // --redis-listen host:port: the Redis-protocol port (off: "")
+  TlsOptions tls;                           // --tls-cert, --tls-key, --tls-ca, --tls-name (include/keel/tls.h)
   uint32_t tickMs = 50;                     // --tick-ms
   uint32_t electionTicks = 10;              // --election-ticks
   uint32_t heartbeatTicks = 2;              // --heartbeat-ticks

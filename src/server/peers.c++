@@ -76,6 +76,10 @@ void Node::connect(Peer& p) {
   tasks_->add(io_.provider->getNetwork()
                  .parseAddress(host, port)
                  .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+                 .then([this](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+                   if (tls_) return tls_->client(kj::mv(s));  // the timeout bounds the handshake too
+                   return kj::mv(s);
+                 })
                  .exclusiveJoin(kj::mv(timeout))
                  .then(
                      [this, &p, gen](kj::Own<kj::AsyncIoStream> stream) {
@@ -469,24 +473,47 @@ void Node::sendSnapshot(Peer& p, const Message& m) {
 
 kj::Promise<void> Node::acceptLoop(kj::ConnectionReceiver& listener) {
   return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
-    if (!stopping_) {
-      auto conn = kj::heap<Accepted>(kj::mv(stream), readerOptions(), bootstrap_,
-                                     options_.maxMessageBytes * 4);
-      Accepted* raw = conn.get();
-      accepted_.push_back(kj::mv(conn));
-      tasks_->add(raw->network.onDisconnect().then([this, raw]() {
-        tasks_->add(kj::evalLater([this, raw]() {
-          for (auto it = accepted_.begin(); it != accepted_.end(); ++it) {
-            if (it->get() == raw) {
-              accepted_.erase(it);
-              break;
-            }
-          }
-        }));
-      }));
+    if (stopping_) return acceptLoop(listener);
+    if (!tls_) {
+      adopt(kj::mv(stream));
+      return acceptLoop(listener);
     }
+    // The handshake runs beside the accept loop, and a connection that has not finished it
+    // within the peer timeout is dropped: a client that never speaks holds nothing for long.
+    auto timeout = timer_.afterDelay(peerTimeoutMs() * kj::MILLISECONDS).then([]() -> kj::Own<kj::AsyncIoStream> {
+      kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no TLS handshake within the peer timeout"));
+    });
+    tasks_->add(tls_->server(kj::mv(stream))
+                    .exclusiveJoin(kj::mv(timeout))
+                    .then([this](kj::Own<kj::AsyncIoStream> s) {
+                      if (!stopping_) adopt(kj::mv(s));
+                    },
+                    [this](kj::Exception&& e) {
+                      ++tlsRefused_;
+                      auto now = std::chrono::steady_clock::now();
+                      if (now - lastTlsRefusalLog_ > std::chrono::seconds(5)) {
+                        lastTlsRefusalLog_ = now;
+                        log(std::string("refused a connection: TLS: ") + e.getDescription().cStr());
+                      }
+                    }));
     return acceptLoop(listener);
   });
+}
+
+void Node::adopt(kj::Own<kj::AsyncIoStream> stream) {
+  auto conn = kj::heap<Accepted>(kj::mv(stream), readerOptions(), bootstrap_, options_.maxMessageBytes * 4);
+  Accepted* raw = conn.get();
+  accepted_.push_back(kj::mv(conn));
+  tasks_->add(raw->network.onDisconnect().then([this, raw]() {
+    tasks_->add(kj::evalLater([this, raw]() {
+      for (auto it = accepted_.begin(); it != accepted_.end(); ++it) {
+        if (it->get() == raw) {
+          accepted_.erase(it);
+          break;
+        }
+      }
+    }));
+  }));
 }
 
 }  // namespace keel::server
