@@ -207,6 +207,28 @@ TEST(Tls, ANodeOfAnotherCaGetsNothingFromTheCluster) {
   EXPECT_NE(cluster.log(3).find("refused a connection: TLS"), std::string::npos);
 }
 
+// A CA file may hold several CAs (the way from one CA to another): nodes and clients whose
+// certificates either signed are one cluster.
+TEST(Tls, ACaFileOfTwoCasTrustsTheCertificatesOfBoth) {
+  Certs a, b;
+  std::string both = a.file("both-cas.pem");
+  std::ofstream(both) << readFile(a.file("ca.pem")) << readFile(b.file("ca.pem"));
+  ProcessCluster cluster(3, {"--tls-cert", a.file("node{id}.pem"), "--tls-key", a.file("node{id}-key.pem"), "--tls-ca", both});
+  Client::Options o = cluster.clientOptions();
+  o.tls = {b.file("client.pem"), b.file("client-key.pem"), both, "keel"};
+  Client c(o);
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  cluster.kill(3, SIGKILL);
+  cluster.start(3, {"--tls-cert", b.file("node3.pem"), "--tls-key", b.file("node3-key.pem")});
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok()) << i;
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  auto st = c.status(cluster.node(leader).address);
+  ASSERT_TRUE(st.ok()) << st.detail;
+  EXPECT_TRUE(cluster.waitApplied(c, 3, st.value.commit));
+  EXPECT_EQ(refusedHandshakes(cluster), 0);
+}
+
 TEST(Tls, UnusableFilesAreRefusedAtStartNamingTheFile) {
   Certs certs, misnamed("elsewhere");
   auto f = [&](const std::string& base) { return certs.file(base); };
