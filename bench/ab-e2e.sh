@@ -10,20 +10,23 @@
 # port as a third op; --follower-get adds redis-benchmark GET on a follower's RESP port
 # (linearizable reads through a follower, of random keys among 20000 after 20000 SETs of them).
 # --preload K first writes K keys (16-byte values) to each fresh cluster, so that the measured
-# load runs on a large state; --server-flags "..." go to every node of both sides.
+# load runs on a large state; --server-flags "..." go to every node of both sides. --tls-new runs
+# NEW's side with mutual TLS (certificates from scripts/tls-certs.sh, for the nodes and `keel`;
+# redis-benchmark's RESP port stays plaintext): BASE = NEW measures what TLS costs.
 #
 #   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
-#                   [--resp] [--follower-get] [--server-flags "FLAGS"] [--write-docs]
+#                   [--resp] [--follower-get] [--server-flags "FLAGS"] [--tls-new] [--write-docs]
 #
 # --write-docs puts the result in docs/benchmarks.md, in a section of its own for this pair (and
 # this C and preload, other than 64 and 0).
 # NEW defaults to the working tree's HEAD. Both sides are loaded by their own `keel`, so a
 # change to the client library counts; pass --connections the same for both (an old `keel`
 # without --connections needs --connections 0). Ports 29100-29130.
+usage_lines=2,24  # the lines above, from the second
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0 resp=0 fget=0
+base="" new=HEAD clients=64 conns=4 ops=40000 reps=5 preload=0 server_flags="" write_docs=0 resp=0 fget=0 tls_new=0
 args_given=$(printf "%q " "$@"); args_given=${args_given% }
 pos=()
 while [ $# -gt 0 ]; do
@@ -37,11 +40,12 @@ while [ $# -gt 0 ]; do
     --write-docs) write_docs=1; shift ;;
     --resp) resp=1; shift ;;
     --follower-get) fget=1; shift ;;
-    -*) sed -n '2,22p' "$0" >&2; exit 2 ;;
+    --tls-new) tls_new=1; shift ;;
+    -*) sed -n "${usage_lines}p" "$0" >&2; exit 2 ;;
     *) pos+=("$1"); shift ;;
   esac
 done
-[ ${#pos[@]} -ge 1 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+[ ${#pos[@]} -ge 1 ] || { sed -n "${usage_lines}p" "$0" >&2; exit 2; }
 base=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && new=${pos[1]}
 . scripts/deps.sh
@@ -74,6 +78,7 @@ stop() {
   node_pid=()
 }
 trap 'stop; rm -rf "$work"' EXIT
+[ "$tls_new" = 1 ] && scripts/tls-certs.sh "$work/tls" >/dev/null
 port=29100
 # bench/lib.sh: leader(), rport() and cpu_ticks() over node_pid, node i on base+i (run_once sets
 # `base` locally: here it names the base revision).
@@ -82,30 +87,35 @@ declare -A node_pid
 peers="1=127.0.0.1:$((port + 1)),2=127.0.0.1:$((port + 2)),3=127.0.0.1:$((port + 3))"
 cluster="127.0.0.1:$((port + 1)),127.0.0.1:$((port + 2)),127.0.0.1:$((port + 3))"
 
-run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
-  local b=$1 op=$2 i extra="" connflag=() before=() out="" l respflag=() base=$port
+run_once() {  # build op side(a|b) -> "ops p99_ms max_ms node_us servers_us"
+  local b=$1 op=$2 side=$3 i extra="" connflag=() before=() out="" l respflag=() base=$port tls=() keel
   rm -rf "$work/data"; mkdir -p "$work/data"
+  local t=$work/tls
+  [ "$side" = b ] && [ "$tls_new" = 1 ] && tls=(--tls-cert "$t/client.pem" --tls-key "$t/client-key.pem" --tls-ca "$t/ca.pem")
+  keel=("$b/apps/keel" "${tls[@]}")
   for i in 1 2 3; do
     # The RESP port only when asked for: revisions before it know no --redis-listen.
     [ "$resp" = 1 ] || [ "$fget" = 1 ] && respflag=(--redis-listen "127.0.0.1:$((port + 10 + i))")
+    local nodetls=()
+    [ ${#tls[@]} -gt 0 ] && nodetls=(--tls-cert "$t/node$i.pem" --tls-key "$t/node$i-key.pem" --tls-ca "$t/ca.pem")
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
-      --peers "$peers" "${respflag[@]}" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
+      --peers "$peers" "${respflag[@]}" "${nodetls[@]}" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
     node_pid[$i]=$!
   done
   # Ready once a write succeeds.
   for _ in $(seq 100); do
-    "$b/apps/keel" --cluster "$cluster" put ab-ready 1 >/dev/null 2>&1 && break
+    "${keel[@]}" --cluster "$cluster" put ab-ready 1 >/dev/null 2>&1 && break
     sleep 0.1
   done
   [ "$op" = read ] && extra=--reads
   [ "$conns" != 0 ] && connflag=(--connections "$conns")
   if [ "$preload" != 0 ]; then
-    timeout 600 "$b/apps/keel" --cluster "$cluster" bench --clients 256 "${connflag[@]}" --count "$preload" \
+    timeout 600 "${keel[@]}" --cluster "$cluster" bench --clients 256 "${connflag[@]}" --count "$preload" \
       --value-size 16 >/dev/null 2>&1 || true
   fi
   if [ "$op" = read ]; then  # the keys the reads ask for exist
-    timeout 300 "$b/apps/keel" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
+    timeout 300 "${keel[@]}" --cluster "$cluster" bench --clients "$clients" "${connflag[@]}" --count $((clients * 100)) \
       --value-size 16 >/dev/null 2>&1 || true
   fi
   if [ "$op" = resp ] || [ "$op" = fget ]; then l=$(leader); fi
@@ -120,7 +130,7 @@ run_once() {  # build op -> "ops p99_ms max_ms node_us servers_us"
     [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
                            --csv 2>/dev/null | redis_csv SET | awk '$1 != "-" {print $1, $3, $4}')
   else
-    out=$(timeout 300 "$b/apps/keel" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
+    out=$(timeout 300 "${keel[@]}" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \
             --value-size 16 $extra 2>/dev/null |
             python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %.3f %.3f" % (d["ops_per_sec"], d["p99_us"]/1000, d["max_us"]/1000))')
   fi
@@ -141,9 +151,9 @@ for op in $ops_list; do
   a=() b=()
   for r in $(seq "$reps"); do
     if [ $((r % 2)) = 1 ]; then
-      a+=("$(run_once "$bdir_a" "$op")"); b+=("$(run_once "$bdir_b" "$op")")
+      a+=("$(run_once "$bdir_a" "$op" a)"); b+=("$(run_once "$bdir_b" "$op" b)")
     else
-      b+=("$(run_once "$bdir_b" "$op")"); a+=("$(run_once "$bdir_a" "$op")")
+      b+=("$(run_once "$bdir_b" "$op" b)"); a+=("$(run_once "$bdir_a" "$op" a)")
     fi
   done
   line=$(python3 - "$op" "$clients" "$base" "$new" "$reps" <<EOF
