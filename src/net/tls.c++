@@ -25,6 +25,11 @@ bool readFile(const std::string& path, std::string& out) {
   return bool(in) || in.eof();
 }
 
+void freeCerts(std::vector<X509*>& certs) {
+  for (X509* c : certs) X509_free(c);
+  certs.clear();
+}
+
 // The PEM certificates in `pem`, in order (none when it holds none or a malformed one).
 std::vector<X509*> parseCerts(const std::string& pem) {
   std::vector<X509*> certs;
@@ -35,16 +40,8 @@ std::vector<X509*> parseCerts(const std::string& pem) {
   bool clean = ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE;
   ERR_clear_error();
   BIO_free(bio);
-  if (!clean) {
-    for (X509* c : certs) X509_free(c);
-    certs.clear();
-  }
+  if (!clean) freeCerts(certs);
   return certs;
-}
-
-void freeCerts(std::vector<X509*>& certs) {
-  for (X509* c : certs) X509_free(c);
-  certs.clear();
 }
 
 std::string pemOf(X509* cert) {
@@ -104,9 +101,9 @@ std::unique_ptr<Tls> Tls::load(const TlsOptions& o, Role role, std::string& erro
     BIO_free(bio);
     ERR_clear_error();
   }
-  if (chain.empty()) error = "--tls-cert " + o.certFile + ": no PEM certificate in the file";
+  if (chain.empty()) error = "--tls-cert " + o.certFile + ": no PEM certificate in the file (or a malformed one)";
   else if (!key) error = "--tls-key " + o.keyFile + ": not an unencrypted PEM private key";
-  else if (cas.empty()) error = "--tls-ca " + o.caFile + ": no PEM certificate in the file";
+  else if (cas.empty()) error = "--tls-ca " + o.caFile + ": no PEM certificate in the file (or a malformed one)";
   else if (X509_check_private_key(chain[0], key) != 1) {
     error = "--tls-key " + o.keyFile + ": not the key of the certificate in " + o.certFile;
   } else if (std::string why = verify(chain[0], chain, cas); !why.empty()) {
@@ -151,6 +148,15 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> Tls::client(kj::Own<kj::AsyncIoStream> s
 
 kj::Promise<kj::Own<kj::AsyncIoStream>> Tls::server(kj::Own<kj::AsyncIoStream> stream) {
   return serverContext_->wrapServer(kj::mv(stream));
+}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> connect(kj::Network& network, const std::string& host, uint16_t port, Tls* tls) {
+  return network.parseAddress(host, port)
+      .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+      .then([tls](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+        if (tls) return tls->client(kj::mv(s));
+        return kj::mv(s);
+      });
 }
 
 }  // namespace keel::net

@@ -39,4 +39,7 @@ class Tls {
   kj::Own<kj::TlsContext> clientContext_;
 };
 
+// Connects to host:port and, with `tls`, handshakes as the connecting side.
+kj::Promise<kj::Own<kj::AsyncIoStream>> connect(kj::Network& network, const std::string& host, uint16_t port, Tls* tls);
+
 }  // namespace keel::net

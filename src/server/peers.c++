@@ -73,13 +73,8 @@ void Node::connect(Peer& p) {
   auto timeout = timer_.afterDelay(peerTimeoutMs() * kj::MILLISECONDS).then([]() -> kj::Own<kj::AsyncIoStream> {
     kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "connect timed out"));
   });
-  tasks_->add(io_.provider->getNetwork()
-                 .parseAddress(host, port)
-                 .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
-                 .then([this](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
-                   if (tls_) return tls_->client(kj::mv(s));  // the timeout bounds the handshake too
-                   return kj::mv(s);
-                 })
+  // The timeout bounds the TLS handshake (--tls-*) too.
+  tasks_->add(net::connect(io_.provider->getNetwork(), host, port, tls_.get())
                  .exclusiveJoin(kj::mv(timeout))
                  .then(
                      [this, &p, gen](kj::Own<kj::AsyncIoStream> stream) {
