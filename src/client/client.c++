@@ -254,17 +254,15 @@ struct Client::Impl {
       opening.erase(it);  // an attempt that ended (never from inside its own continuations)
     }
     size_t colon = address.rfind(':');
-    if (colon == std::string::npos) return KJ_EXCEPTION(FAILED, "bad address", address.c_str());
-    std::string host = address.substr(0, colon);
-    uint port = uint(std::stoul(address.substr(colon + 1)));
+    std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
+    char* end = nullptr;
+    unsigned long port = colon == std::string::npos ? 0 : std::strtoul(address.c_str() + colon + 1, &end, 10);
+    if (host.empty() || port == 0 || port > 65535 || *end != '\0') {
+      return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                           kj::str("bad address ", address.c_str(), " (expected host:port)"));
+    }
     auto over = std::make_shared<bool>(false);
-    auto done = io->provider->getNetwork()
-                    .parseAddress(host, port)
-                    .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
-                    .then([this](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
-                      if (tls) return tls->client(kj::mv(s));
-                      return kj::mv(s);
-                    })
+    auto done = net::connect(io->provider->getNetwork(), host, uint16_t(port), tls.get())
                     .then(
                         [this, address, over](kj::Own<kj::AsyncIoStream> stream) {
                           *over = true;

@@ -843,28 +843,11 @@ TEST(Cluster, LeaseReadsStayLinearizableAcrossPausesAndLeaderChanges) {
 }
 
 TEST(Cluster, LeaseReadsRefuseBadCombinations) {
-  auto run = [](const std::string& flags) {
-    std::string cmd = ProcessCluster::serverPath() + " --id 1 --memory-log true --peers 1=127.0.0.1:1 " + flags + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    char buf[1024] = {0};
-    size_t n = fread(buf, 1, sizeof buf - 1, p);
-    int st = ::pclose(p);
-    return std::make_pair(WEXITSTATUS(st), std::string(buf, n));
-  };
-  auto [st1, out1] = run("--read-mode lease --check-quorum false");
-  EXPECT_EQ(st1, 1);
-  EXPECT_NE(out1.find("--read-mode lease requires --check-quorum true"), std::string::npos) << out1;
-  auto [st2, out2] = run("--read-mode lease --election-ticks 2 --heartbeat-ticks 1");
-  EXPECT_EQ(st2, 1);
-  EXPECT_NE(out2.find("leaves no lease"), std::string::npos) << out2;
-  auto [st3, out3] = run("--read-mode fast");
-  EXPECT_EQ(st3, 1);
-  EXPECT_NE(out3.find("expected readindex or lease"), std::string::npos) << out3;
-  auto [st4, out4] = run("--read-mode lease --max-clock-drift-percent 2000");
-  EXPECT_EQ(st4, 1);
-  EXPECT_NE(out4.find("--max-clock-drift-percent"), std::string::npos) << out4;
+  expectRefused("--read-mode lease --check-quorum false", "--read-mode lease requires --check-quorum true");
+  expectRefused("--read-mode lease --election-ticks 2 --heartbeat-ticks 1", "leaves no lease");
+  expectRefused("--read-mode fast", "expected readindex or lease");
+  expectRefused("--read-mode lease --max-clock-drift-percent 2000", "--max-clock-drift-percent");
 }
-
 // diss. §5.1: a snapshot costs the whole state, so besides --snapshot-entries a node waits for
 // the entries applied since its last snapshot to add up to --snapshot-log-ratio times that
 // snapshot's size; after a restart the size is the one of the snapshot on disk.
@@ -1006,16 +989,8 @@ TEST(Cluster, ALeaderStreamsASnapshotThroughTheSameMemory) {
 #endif
 
 TEST(Cluster, BadFlagsGiveAClearErrorAndNonZeroExit) {
-  std::string cmd = ProcessCluster::serverPath() + " --id 0 --data-dir /tmp/x --peers 1=127.0.0.1:1 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[512] = {0};
-  size_t n = fread(buf, 1, sizeof buf - 1, p);
-  int st = ::pclose(p);
-  EXPECT_NE(WEXITSTATUS(st), 0);
-  EXPECT_NE(std::string(buf, n).find("--id"), std::string::npos) << buf;
-  cmd = ProcessCluster::serverPath() + " --help >/dev/null 2>&1";
-  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
+  expectRefused("--id 0", "--id: expected a positive integer");
+  EXPECT_EQ(runCommand(ProcessCluster::serverPath() + " --help").second, 0);
   // The test-only flags: only with --unsafe-test, and only sane values.
   expectRefused("--unsafe-test-clock-rate 0.9", "need --unsafe-test");
   expectRefused("--unsafe-test-sync-delay-ms 10", "need --unsafe-test");
@@ -1120,6 +1095,18 @@ TEST(Cluster, AConfigFileSetsFlagsAndABadLineIsNamed) {
   refused(std::string(dir) + "/missing.conf", "cannot read config file " + std::string(dir) + "/missing.conf");
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+// An address that is not host:port is refused as such, not thrown past the caller.
+TEST(Cluster, AClientGivenABadAddressSaysSo) {
+  for (std::string bad : {"127.0.0.1:x", "127.0.0.1:99999", "localhost", ":7101", "127.0.0.1:7101x"}) {
+    Client::Options o;
+    o.addresses = {bad};
+    o.timeoutMs = 500;
+    auto r = Client(o).get("k");
+    EXPECT_EQ(r.error, ClientError::Rejected) << bad << ": " << r.detail;
+    EXPECT_NE(r.detail.find("bad address " + bad + " (expected host:port)"), std::string::npos) << r.detail;
+  }
 }
 
 }  // namespace
