@@ -5,8 +5,11 @@
 #include "http-get.h"
 #include "process-cluster.h"
 
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <string>
+#include <utility>
 
 namespace keel::integration {
 
@@ -16,17 +19,22 @@ inline double metric(const ProcessCluster& cluster, uint64_t id, const std::stri
   return body ? testing::metricValue(*body, name).value_or(-1) : -1;
 }
 
+// What the shell command `cmd` printed (stdout and stderr) and its exit status.
+inline std::pair<std::string, int> runCommand(const std::string& cmd) {
+  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  for (size_t n; f && (n = fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  int status = f ? ::pclose(f) : -1;
+  return {out, WEXITSTATUS(status)};
+}
+
 // Runs keel-server with `flags` (then those of a one-node memory-log cluster) and expects it to
 // refuse them: exit status 1, and `says` in what it printed.
 inline void expectRefused(const std::string& flags, const std::string& says) {
-  std::string c = ProcessCluster::serverPath() + " " + flags + " --id 1 --memory-log true --peers 1=127.0.0.1:1 2>&1";
-  FILE* f = ::popen(c.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  char out[512] = {0};
-  size_t got = fread(out, 1, sizeof out - 1, f);
-  int status = ::pclose(f);
-  EXPECT_EQ(WEXITSTATUS(status), 1) << flags;
-  EXPECT_NE(std::string(out, got).find(says), std::string::npos) << flags << ": " << out;
+  auto [out, status] = runCommand(ProcessCluster::serverPath() + " " + flags + " --id 1 --memory-log true --peers 1=127.0.0.1:1");
+  EXPECT_EQ(status, 1) << flags;
+  EXPECT_NE(out.find(says), std::string::npos) << flags << ": " << out;
 }
 
 }  // namespace keel::integration

@@ -9,8 +9,6 @@
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -45,16 +43,6 @@ class Certs {
  private:
   std::string dir_;
 };
-
-// What `cmd` printed (stdout and stderr) and its exit status.
-std::pair<std::string, int> run(const std::string& cmd) {
-  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[512];
-  for (size_t n; f && (n = fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
-  int status = f ? ::pclose(f) : -1;
-  return {out, WEXITSTATUS(status)};
-}
 
 // get(key) by a client of its own (one event loop per thread: on a thread of its own).
 Outcome<std::string> getWith(const Client::Options& o, const std::string& key) {
@@ -150,13 +138,13 @@ TEST(Tls, AClusterReplicatesAndServesOnlyOverMutualTls) {
   std::string keel = std::filesystem::path(ProcessCluster::serverPath()).parent_path().string() + "/keel";
   std::string tool = keel + " --cluster " + cluster.node(leader).address + " --tls-cert " + certs.file("client.pem") +
                      " --tls-key " + certs.file("client-key.pem") + " --tls-ca " + certs.file("ca.pem");
-  auto [putOut, putStatus] = run(tool + " put tool yes");
+  auto [putOut, putStatus] = runCommand(tool + " put tool yes");
   EXPECT_EQ(putStatus, 0) << putOut;
-  auto [getOut, getStatus] = run(tool + " get tool");
+  auto [getOut, getStatus] = runCommand(tool + " get tool");
   EXPECT_EQ(getStatus, 0) << getOut;
   EXPECT_EQ(getOut, "yes\n");
   // ... and its own files are checked before it connects.
-  auto [badOut, badStatus] = run(keel + " --cluster " + cluster.node(leader).address + " --tls-cert " +
+  auto [badOut, badStatus] = runCommand(keel + " --cluster " + cluster.node(leader).address + " --tls-cert " +
                                  certs.file("client.pem") + " --tls-key " + certs.file("node1-key.pem") +
                                  " --tls-ca " + certs.file("ca.pem") + " get tool");
   EXPECT_EQ(badStatus, 1);
@@ -252,7 +240,7 @@ TEST(Tls, UnusableFilesAreRefusedAtStartNamingTheFile) {
   std::string cmd = ProcessCluster::serverPath() + " --id 1 --memory-log true --peers 1=127.0.0.1:" +
                     std::to_string(freePort()) + " --tls-cert " + misnamed.file("node1.pem") + " --tls-key " +
                     misnamed.file("node1-key.pem") + " --tls-ca " + misnamed.file("ca.pem") + " --tls-name elsewhere";
-  auto [out, status] = run("timeout -s TERM 1 " + cmd);
+  auto [out, status] = runCommand("timeout -s TERM 1 " + cmd);
   EXPECT_EQ(status, 124) << out;  // still running when timeout(1) stopped it
 }
 
