@@ -74,6 +74,7 @@ struct Args {
   uint32_t opTimeoutMs = 3000;
   bool keepData = false;
   std::string cleanup;
+  std::string tlsDir;  // --tls DIR: mutual TLS with the files of scripts/tls-certs.sh in DIR
 };
 
 std::atomic<Cluster*> gCluster{nullptr};
@@ -162,6 +163,13 @@ class Run {
   }
 
   // ---- Admin (on this thread's own event loop) ----
+  Client::Options clientOptions(std::vector<std::string> addresses, uint32_t ms) const {
+    Client::Options o;
+    o.addresses = std::move(addresses);
+    o.timeoutMs = ms;
+    o.tls = tls_;
+    return o;
+  }
   // This thread sleeps outside its event loop, and a kj timer's now() only moves when the loop
   // polls: without this, deadlines computed from a stale now() would expire at once.
   void freshen() { io_->provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io_->waitScope); }
@@ -169,10 +177,7 @@ class Run {
     auto& n = cluster_->node(id);
     if (!n.pid || n.paused) return std::nullopt;
     freshen();
-    Client::Options o;
-    o.addresses = {n.address};
-    o.timeoutMs = ms;
-    Client c(o, *io_);
+    Client c(clientOptions({n.address}, ms), *io_);
     auto r = bounded(*io_, ms, c.statusAsync(n.address));
     if (!r || !r->ok()) return std::nullopt;
     return r->value;
@@ -205,10 +210,8 @@ class Run {
   // membership and transfer faults never overlap a pause).
   template <typename F>
   auto admin(F f) {
-    Client::Options o;
-    o.addresses = liveAddresses();
-    if (o.addresses.empty()) o.addresses = cluster_->addresses();
-    o.timeoutMs = 4000;
+    auto live = liveAddresses();
+    Client::Options o = clientOptions(live.empty() ? cluster_->addresses() : live, 4000);
     freshen();
     Client c(o, *io_);
     return f(c);
@@ -309,6 +312,7 @@ class Run {
   bool converge(std::string& report);
 
   const Args& args_;
+  TlsOptions tls_;  // the clients' (--tls)
   uint64_t seed_;
   std::string prefix_, out_;
   std::mt19937_64 rng_;
@@ -620,11 +624,8 @@ bool Run::converge(std::string& report) {
   // The same key-value state on every node (stale reads: each node's own state machine).
   std::map<uint64_t, std::vector<std::pair<std::string, std::string>>> state;
   for (uint64_t id : cluster_->ids()) {
-    Client::Options co;
-    co.addresses = {cluster_->node(id).address};
-    co.timeoutMs = 3000;
     freshen();
-    Client c(co, *io_);
+    Client c(clientOptions({cluster_->node(id).address}, 3000), *io_);
     std::vector<std::pair<std::string, std::string>> all;
     std::string start;
     bool ok = true;
@@ -683,10 +684,19 @@ RunResult Run::go() {
     sc.extraFlags.insert(sc.extraFlags.end(), {"--heartbeat-ticks", "1"});
     sc.electionTicks = 20;
   }
+  if (!args_.tlsDir.empty()) {
+    // Every node presents node1's certificate (they all name the cluster, which is what the
+    // nodes check): nodes added by membership changes need no files of their own.
+    const std::string& d = args_.tlsDir;
+    sc.extraFlags.insert(sc.extraFlags.end(), {"--tls-cert", d + "/node1.pem", "--tls-key", d + "/node1-key.pem",
+                                               "--tls-ca", d + "/ca.pem"});
+    tls_ = {d + "/client.pem", d + "/client-key.pem", d + "/ca.pem", "keel"};
+  }
   tickMs_ = sc.tickMs;
   note("run " + prefix_ + ": " + std::to_string(args_.nodes) + " nodes, " + std::to_string(args_.time) +
        " s, seed " + std::to_string(seed_) + ", read mode " + args_.readMode + ", faults " + join(args_.faults) +
-       (args_.control.empty() ? "" : ", CONTROL " + args_.control) + ", out " + out_);
+       (args_.control.empty() ? "" : ", CONTROL " + args_.control) + (args_.tlsDir.empty() ? "" : ", mutual TLS") +
+       ", out " + out_);
   cluster_ = std::make_unique<Cluster>(prefix_, args_.nodes, sc);
   gCluster = cluster_.get();
   io_.emplace(kj::setupAsyncIo());
@@ -713,6 +723,7 @@ RunResult Run::go() {
   // so that writes complete while the old leader still answers from its lease.
   if (args_.control == "lease-slow-clock") wc.opTimeoutMs = std::min<uint32_t>(wc.opTimeoutMs, 1000);
   wc.seed = seed_;
+  wc.tls = tls_;
   Workload workload(wc);
   std::atomic<bool> stop{false};
   std::atomic<int64_t> healedAt{-1};
@@ -825,7 +836,8 @@ RunResult Run::go() {
       << "\n"
       << "  convergence:    " << (converged ? "all nodes equal" : "NOT CONVERGED") << " (" << convergence << ")\n"
       << "  server crashes: " << crashes_.size() << "\n"
-      << "  read mode:      " << args_.readMode << "\n";
+      << "  read mode:      " << args_.readMode << "\n"
+      << "  transport:      " << (args_.tlsDir.empty() ? "plaintext" : "mutual TLS") << "\n";
   if (!skewChecks_.empty()) {
     txt << "  clock skew:     " << skewChecks_.size() << " restarts with a skewed clock, " << skewNotInEffect_
         << " not in effect\n";
@@ -864,7 +876,7 @@ RunResult Run::go() {
      << ",\"lostAcknowledgedAdds\":" << lost.size() << ",\"phantomAdds\":" << phantom.size()
      << ",\"finalRead\":" << (w.setFinalRead ? "true" : "false") << ",\"converged\":" << (converged ? "true" : "false")
      << ",\"okAfterHeal\":" << w.okAfterHeal << ",\"crashes\":" << crashes_.size()
-     << ",\"readMode\":" << jsonString(args_.readMode) << ",\"skewRestarts\":" << skewChecks_.size()
+     << ",\"readMode\":" << jsonString(args_.readMode) << ",\"tls\":" << (args_.tlsDir.empty() ? "false" : "true") << ",\"skewRestarts\":" << skewChecks_.size()
      << ",\"skewNotInEffect\":" << skewNotInEffect_
      << ",\"violation\":" << (violation ? "true" : "false") << ",\"pass\":" << (rr.pass ? "true" : "false") << "}\n";
   std::ofstream(out_ + "/summary.txt") << txt.str();
@@ -885,7 +897,7 @@ int usage(const char* why) {
                "         [--faults all|LIST] [--interval-ms MS] [--post-heal S] [--read-mode readindex|lease]\n"
                "         [--skew-percent P] [--control ack-before-persist|stale-reads|lease-slow-clock]\n"
                "         [--attempts N] [--register-workers N] [--set-workers N] [--think-ms MS] [--op-timeout-ms MS]\n"
-               "         [--prefix knXXXX] [--keep-data]\n"
+               "         [--prefix knXXXX] [--keep-data] [--tls DIR]\n"
                "       keel-nemesis --cleanup PREFIX|all\n"
                "faults: %s (skew needs --read-mode lease)\n",
                why, join(kAllFaults).c_str());
@@ -921,6 +933,7 @@ int main(int argc, char** argv) {
       else if (f == "--op-timeout-ms") a.opTimeoutMs = uint32_t(num());
       else if (f == "--keep-data") a.keepData = true;
       else if (f == "--cleanup") a.cleanup = val();
+      else if (f == "--tls") a.tlsDir = val();
       else if (f == "--control") a.control = val();
       else if (f == "--read-mode") {
         a.readMode = val();

@@ -69,6 +69,7 @@ struct Worker {
     o.addresses = {address};
     o.timeoutMs = s.cfg.opTimeoutMs > 1000 ? s.cfg.opTimeoutMs - 500 : s.cfg.opTimeoutMs;
     o.sessions = true;
+    o.tls = s.cfg.tls;
     client = std::make_unique<Client>(o, s.io);
     ++s.res.clients;
   }
@@ -120,6 +121,7 @@ struct Worker {
       ro.addresses = {address};
       ro.timeoutMs = s.cfg.opTimeoutMs > 1000 ? s.cfg.opTimeoutMs - 500 : s.cfg.opTimeoutMs;
       ro.sessions = false;
+      ro.tls = s.cfg.tls;
       reader = std::make_unique<Client>(ro, s.io);
       return guarded(timer, ms, reader->getAsync(key)).then([this, h, key, t0](std::optional<keel::Outcome<std::string>> o) {
         if (o && (o->ok() || o->error == ClientError::NotFound)) {
@@ -219,6 +221,7 @@ void Workload::run(const std::atomic<bool>& stop, const std::atomic<int64_t>& he
   Client::Options o;
   o.addresses = addrs;
   o.timeoutMs = config_.opTimeoutMs;
+  o.tls = config_.tls;
   auto reader = std::make_unique<Client>(o, io);
   uint64_t process = s.nextProcess++;
   auto freshReader = [&]() {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <keel/check.h>
+#include <keel/tls.h>
 
 #include <atomic>
 #include <chrono>
@@ -40,6 +41,7 @@ struct WorkloadConfig {
   // a leader would otherwise cost every key ten timeouts); the keys left are counted.
   uint32_t finalReadBudgetMs = 60000;
   uint64_t seed = 1;
+  TlsOptions tls;  // the clients' (--tls)
 };
 
 struct Counts {
