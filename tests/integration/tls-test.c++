@@ -164,6 +164,33 @@ TEST(Tls, TheNodesRefuseAClientWithoutACertificateOfTheirCa) {
   EXPECT_TRUE(waitFor([&] { return metric(cluster, 1, "keel_tls_refused_connections_total") >= 2; }, 5s));
 }
 
+// A connection that never starts its handshake is dropped once the peer timeout has passed
+// (1 s with the test cluster's ticks), and counted: it holds nothing for long.
+TEST(Tls, AConnectionThatNeverHandshakesIsDroppedAfterThePeerTimeout) {
+  Certs certs;
+  ProcessCluster cluster(3, certs.nodeFlags());
+  ASSERT_TRUE(waitFor([&] { return metric(cluster, 1, "keel_tls_refused_connections_total") >= 0; }, 10s));
+  double before = metric(cluster, 1, "keel_tls_refused_connections_total");
+  const std::string& at = cluster.node(1).address;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(std::stoul(at.substr(at.rfind(':') + 1))));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  timeval limit{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  auto start = std::chrono::steady_clock::now();
+  char byte;
+  ssize_t got = ::recv(fd, &byte, 1, 0);
+  auto waited = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_EQ(got, 0) << "the node did not close the connection";
+  EXPECT_GE(waited, 900ms);
+  EXPECT_LT(waited, 4s);
+  EXPECT_TRUE(waitFor([&] { return metric(cluster, 1, "keel_tls_refused_connections_total") >= before + 1; }, 2s));
+}
+
 // A node whose certificate another CA signed is a stranger: the members refuse its
 // connections and it refuses theirs, so it learns nothing, while the members go on.
 TEST(Tls, ANodeOfAnotherCaGetsNothingFromTheCluster) {
