@@ -6,6 +6,8 @@
 #                               keel) as a DNS subjectAltName, for serving and for connecting
 # DIR/client.pem, client-key.pem  a client's (the keel tool's): signed by the CA
 # Keys are ECDSA P-256, unencrypted; certificates last D days (default 825). Needs openssl.
+# Files that exist are kept: run again with a larger --nodes to sign the certificates of new
+# nodes with the same CA.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 DIR [--name NAME] [--nodes N] [--days D]" >&2; exit 2; }
 dir=$1; shift
@@ -22,11 +24,14 @@ mkdir -p "$dir"
 cd "$dir"
 umask 077
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-key ca-key.pem
-openssl req -x509 -new -key ca-key.pem -out ca.pem -days "$days" -subj "/CN=keel CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-# sign BASE CN EXTENSIONS: BASE-key.pem and BASE.pem, signed by the CA.
+if [ ! -e ca.pem ] || [ ! -e ca-key.pem ]; then
+  key ca-key.pem
+  openssl req -x509 -new -key ca-key.pem -out ca.pem -days "$days" -subj "/CN=keel CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+fi
+# sign BASE CN EXTENSIONS: BASE-key.pem and BASE.pem, signed by the CA (unless BASE.pem exists).
 sign() {
+  [ -e "$1.pem" ] && return 0
   key "$1-key.pem"
   openssl req -new -key "$1-key.pem" -out "$1.csr" -subj "/CN=$2"
   openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out "$1.pem" \
