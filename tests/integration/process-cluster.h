@@ -5,6 +5,8 @@
 // killed every process it started.
 #pragma once
 
+#include "processes.h"
+
 #include <keel/client.h>
 
 #include <gtest/gtest.h>
@@ -73,19 +75,9 @@ class ProcessCluster {
   }
 
   ~ProcessCluster() {
-    // A graceful stop first (it also lets a coverage build write its counters), then SIGKILL
-    // for any node that has not exited within 5 s.
-    for (auto& [id, n] : nodes_)
-      if (n.pid > 0) ::kill(n.pid, SIGTERM);
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    for (auto& [id, n] : nodes_) {
-      while (n.pid > 0 && std::chrono::steady_clock::now() < end) {
-        int status = 0;
-        if (::waitpid(n.pid, &status, WNOHANG) == n.pid) n.pid = -1;
-        else std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-    }
-    for (auto& [id, n] : nodes_) kill(id, SIGKILL);
+    std::vector<pid_t*> pids;
+    for (auto& [id, n] : nodes_) pids.push_back(&n.pid);
+    keel::testing::stopGracefully(pids);
     if (::testing::Test::HasFailure() || getenv("KEEL_DUMP")) dumpLogs();
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);

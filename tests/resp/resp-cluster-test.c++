@@ -3,6 +3,8 @@
 // redis-benchmark and by raw sockets. Bounded: every external command runs under `timeout`;
 // the servers die with the test (PR_SET_PDEATHSIG) and the fixture kills them and removes
 // their directory.
+#include "processes.h"
+
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -137,23 +139,11 @@ class RespCluster : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    // A graceful stop first, so that a coverage build writes the servers' counters (the
-    // Redis-protocol port runs in them alone; ctest sets KJ_CLEAN_SHUTDOWN, CMakeLists.txt);
-    // SIGKILL for any not gone within 5 s.
-    for (auto& [id, n] : nodes)
-      if (n.pid > 0) ::kill(n.pid, SIGTERM);
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    for (auto& [id, n] : nodes) {
-      while (n.pid > 0 && std::chrono::steady_clock::now() < end) {
-        if (::waitpid(n.pid, nullptr, WNOHANG) == n.pid) n.pid = -1;
-        else std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      if (n.pid > 0) {
-        ::kill(n.pid, SIGKILL);
-        ::waitpid(n.pid, nullptr, 0);
-        n.pid = -1;
-      }
-    }
+    // Gracefully: the Redis-protocol port runs in the servers alone, and a coverage build
+    // counts it only when they exit cleanly (ctest sets KJ_CLEAN_SHUTDOWN, CMakeLists.txt).
+    std::vector<pid_t*> pids;
+    for (auto& [id, n] : nodes) pids.push_back(&n.pid);
+    keel::testing::stopGracefully(pids);
     std::error_code ec;
     std::filesystem::remove_all(root, ec);
   }
