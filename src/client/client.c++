@@ -7,6 +7,7 @@
 
 #include <capnp/rpc-twoparty.h>
 
+#include "address.h"
 #include "buffered-stream.h"
 #include "tls.h"
 
@@ -253,16 +254,14 @@ struct Client::Impl {
       if (!*it->second.over) return it->second.done.addBranch();
       opening.erase(it);  // an attempt that ended (never from inside its own continuations)
     }
-    size_t colon = address.rfind(':');
-    std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-    char* end = nullptr;
-    unsigned long port = colon == std::string::npos ? 0 : std::strtoul(address.c_str() + colon + 1, &end, 10);
-    if (host.empty() || port == 0 || port > 65535 || *end != '\0') {
+    std::string host;
+    uint16_t port;
+    if (!net::splitAddress(address, host, port)) {
       return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
                            kj::str("bad address ", address.c_str(), " (expected host:port)"));
     }
     auto over = std::make_shared<bool>(false);
-    auto done = net::connect(io->provider->getNetwork(), host, uint16_t(port), tls.get())
+    auto done = net::connect(io->provider->getNetwork(), host, port, tls.get())
                     .then(
                         [this, address, over](kj::Own<kj::AsyncIoStream> stream) {
                           *over = true;

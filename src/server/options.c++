@@ -35,15 +35,6 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-bool splitAddress(const std::string& addr, std::string& host, uint16_t& port) {
-  size_t colon = addr.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  uint64_t p;
-  if (!parseU64(addr.substr(colon + 1), p) || p == 0 || p > 65535) return false;
-  host = addr.substr(0, colon);
-  port = static_cast<uint16_t>(p);
-  return true;
-}
 
 const std::vector<OptionHelp>& optionHelp() {
   static const std::vector<OptionHelp> h = {

@@ -5,6 +5,8 @@
 #include <keel/config.h>
 #include <keel/tls.h>
 
+#include "address.h"
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -60,8 +62,7 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
 std::string loadConfigFile(Options& o, const std::string& path);
 // Checks the whole; returns an error sentence, "" when usable.
 std::string validate(const Options& o);
-// host:port -> (host, port); false when malformed.
-bool splitAddress(const std::string& addr, std::string& host, uint16_t& port);
+using net::splitAddress;  // host:port -> (host, port); false when malformed
 // The names of all options, with their help text, for --help and docs.
 struct OptionHelp { const char* name; const char* arg; const char* help; };
 const std::vector<OptionHelp>& optionHelp();
