@@ -10,9 +10,6 @@ namespace keel::server {
 
 namespace {
 
-constexpr uint64_t kFsyncBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                        100000, 250000, 1000000};
-
 class HttpService final : public kj::HttpService {
  public:
   HttpService(Node& node, const kj::HttpHeaderTable& table) : node_(node), table_(table) {}
@@ -119,17 +116,10 @@ std::string Node::metricsText() {
        "# TYPE keel_peer_messages_sent_total counter\n"
     << "keel_peer_messages_sent_total{path=\"call\"} " << messagesInCalls_ << "\n"
     << "keel_peer_messages_sent_total{path=\"return\"} " << messagesInReturns_ << "\n";
-  o << "# HELP keel_fsync_seconds Latency of a log sync (group commit).\n# TYPE keel_fsync_seconds histogram\n";
-  uint64_t cum = 0;
-  for (size_t i = 0; i < fsyncBuckets_.size(); ++i) {
-    cum += fsyncBuckets_[i];
-    if (i < sizeof(kFsyncBucketsUs) / sizeof(kFsyncBucketsUs[0])) {
-      o << "keel_fsync_seconds_bucket{le=\"" << double(kFsyncBucketsUs[i]) / 1e6 << "\"} " << cum << "\n";
-    } else {
-      o << "keel_fsync_seconds_bucket{le=\"+Inf\"} " << cum << "\n";
-    }
-  }
-  o << "keel_fsync_seconds_sum " << fsyncSum_ << "\nkeel_fsync_seconds_count " << syncs_ << "\n";
+  fsyncs_.write(o, "keel_fsync_seconds", "Latency of a log sync (group commit).");
+  commits_.write(o, "keel_commit_seconds",
+                 "Latency of this node's proposals as leader, from the proposal to its answer (committed and applied).");
+  gauge("keel_pending_proposals", "Proposals of this node as leader waiting to commit.", double(waiters_.size()));
   if (core_->role() == Role::Leader) {
     o << "# HELP keel_follower_lag_entries Leader's last index minus the follower's match.\n"
          "# TYPE keel_follower_lag_entries gauge\n";

@@ -109,11 +109,6 @@ class SlowSyncFileSystem final : public FileSystem {
   std::chrono::milliseconds delay_;
 };
 
-// Upper bounds (microseconds) of the fsync latency histogram.
-constexpr uint64_t kFsyncBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                        100000, 250000, 1000000};
-constexpr size_t kNumFsyncBuckets = sizeof(kFsyncBucketsUs) / sizeof(kFsyncBucketsUs[0]);
-
 class TaskErrors final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&& e) override {
@@ -142,8 +137,7 @@ Node::Node(const Options& options, kj::AsyncIoContext& io, StateMachine& sm, Com
       stamper_(std::move(stamper)),
       rng_(options.id * 0x9e3779b97f4a7c15ull ^ uint64_t(std::time(nullptr))),
       tasks_(kj::heap<kj::TaskSet>(taskErrors)),
-      bootstrap_(nullptr),
-      fsyncBuckets_(kNumFsyncBuckets + 1, 0) {
+      bootstrap_(nullptr) {
   if (options_.tls.enabled()) {
     std::string error;
     tls_ = net::Tls::load(options_.tls, net::Tls::Role::Node, error);
@@ -412,14 +406,10 @@ kj::Promise<void> Node::waitDurable(uint64_t seq) {
 }
 
 void Node::countSync(std::chrono::steady_clock::time_point start) {
-  ++syncs_;
   auto us = uint64_t(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
-  fsyncSum_ += double(us) / 1e6;
+  fsyncs_.add(us);
   lastSyncSlow_ = us > options_.tickMs * 1000;
-  size_t b = 0;
-  while (b < kNumFsyncBuckets && us > kFsyncBucketsUs[b]) ++b;
-  ++fsyncBuckets_[b];
 }
 
 void Node::lazySync() {
@@ -476,6 +466,7 @@ void Node::applyCommitted(std::span<const Entry> committed) {
       ProposeOutcome out;
       if (it->second.term == e.term) {
         out.result = std::move(result);
+        commits_.add(uint64_t((timer_.now() - it->second.proposed) / kj::MICROSECONDS));
       } else {
         // Our entry was replaced by another leader's: it was never applied (§5.3).
         out.status = wire::Status::UNKNOWN_OUTCOME;
@@ -712,7 +703,7 @@ kj::Promise<Node::ProposeOutcome> Node::propose(kj::Array<kj::byte> command, uin
   if (!r.ok()) return ProposeOutcome{toWire(r.refusal), "", r.leader};
   ++proposals_;
   auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
-  waiters_[r.index.value] = Waiter{r.index, r.term, deadline(timeoutMs), kj::mv(paf.fulfiller)};
+  waiters_[r.index.value] = Waiter{r.index, r.term, deadline(timeoutMs), kj::mv(paf.fulfiller), timer_.now()};
   kick();
   return kj::mv(paf.promise);
 }
@@ -783,7 +774,7 @@ kj::Promise<Node::ProposeOutcome> Node::changeMembership(wire::ChangeKind kind, 
   log("membership change proposed at " + toString(r.index) + ": " +
       (c.kind == MembershipChange::Kind::Remove ? "remove n" : "add n") + std::to_string(node.value));
   auto paf = kj::newPromiseAndFulfiller<ProposeOutcome>();
-  waiters_[r.index.value] = Waiter{r.index, r.term, deadline(timeoutMs), kj::mv(paf.fulfiller)};
+  waiters_[r.index.value] = Waiter{r.index, r.term, deadline(timeoutMs), kj::mv(paf.fulfiller), timer_.now()};
   kick();
   return kj::mv(paf.promise);
 }

@@ -19,6 +19,7 @@
 #include <keel/state-machine.h>
 
 #include "buffered-stream.h"
+#include "histogram.h"
 #include "tls.h"
 #include "options.h"
 #include "wire.h"
@@ -114,6 +115,7 @@ class Node final {
     Term term;
     kj::TimePoint deadline = kj::origin<kj::TimePoint>();
     kj::Own<kj::PromiseFulfiller<ProposeOutcome>> fulfiller;
+    kj::TimePoint proposed = kj::origin<kj::TimePoint>();
     void fail(ProposeOutcome out) { fulfiller->fulfill(kj::mv(out)); }
   };
   struct ReadWaiter {
@@ -277,7 +279,6 @@ class Node final {
   uint64_t snapshotJobs_ = 0;                          // tells a stale continuation from the job's
   uint64_t readsServed_ = 0;
   uint64_t ticks_ = 0;
-  uint64_t syncs_ = 0;
   uint64_t refusedPeers_ = 0;
   uint64_t messagesInCalls_ = 0;    // messages sent to peers in our deliver calls
   uint64_t messagesInReturns_ = 0;  // and in the returns of theirs
@@ -287,8 +288,8 @@ class Node final {
   uint64_t unsafeTestTicks_ = 0;
   std::optional<HardState> unsafeTestHardState_;
   void unsafeTestLazySync();
-  std::vector<uint64_t> fsyncBuckets_;  // histogram of sync latency
-  double fsyncSum_ = 0;
+  LatencyHistogram fsyncs_;   // of the log's syncs
+  LatencyHistogram commits_;  // of this leader's proposals, from propose() to the answer
   std::chrono::steady_clock::time_point syncStart_;
 
   friend class Service;

@@ -362,6 +362,43 @@ TEST(Cluster, ALeaderSyncDelayOfZeroSyncsEveryWrite) {
   EXPECT_EQ(metric(cluster, leader, "keel_unsynced_leader_writes_total"), 0);
 }
 
+// keel_commit_seconds times a leader's proposals from propose() to their answer, and
+// keel_pending_proposals counts those waiting. Every sync here takes 300 ms, so every commit
+// (a follower's sync, or the leader's own) takes at least that; elections wait longer than
+// the syncs of their votes.
+TEST(Cluster, TheLeaderTimesItsProposalsAndCountsThoseWaiting) {
+  ProcessCluster cluster(3, {"--unsafe-test", "true", "--unsafe-test-sync-delay-ms", "300", "--election-ticks", "75"});
+  Client c(cluster.clientOptions());
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  auto value = [&](const std::string& name) { return metric(cluster, leader, name); };
+  double count0 = value("keel_commit_seconds_count"), sum0 = value("keel_commit_seconds_sum");
+  double fast0 = value("keel_commit_seconds_bucket{le=\"0.25\"}");
+  EXPECT_EQ(value("keel_commit_seconds_bucket{le=\"+Inf\"}"), count0);
+  constexpr int kWriters = 4, kEach = 3;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w)
+    writers.emplace_back([&, w] {
+      Client mine(cluster.clientOptions());
+      for (int i = 0; i < kEach; ++i) ok += mine.put("w" + std::to_string(w) + "-" + std::to_string(i), "v").ok();
+    });
+  double pending = 0;
+  for (int i = 0; i < 100 && pending < 1; ++i) {
+    pending = value("keel_pending_proposals");
+    std::this_thread::sleep_for(20ms);
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_GE(pending, 1) << "no proposal seen waiting in 2 s of 300 ms commits";
+  ASSERT_EQ(ok.load(), kWriters * kEach);
+  ASSERT_EQ(cluster.waitLeader(c), leader) << "the leader changed: its counts no longer cover every write";
+  // Each client's writes, and the registration of its session.
+  EXPECT_EQ(value("keel_commit_seconds_count") - count0, kWriters * (kEach + 1));
+  EXPECT_EQ(value("keel_commit_seconds_bucket{le=\"0.25\"}"), fast0) << "a commit faster than a sync";
+  EXPECT_GE(value("keel_commit_seconds_sum") - sum0, 0.3 * kWriters * (kEach + 1));
+  EXPECT_EQ(value("keel_pending_proposals"), 0);
+}
+
 // A learner added by one leader keeps receiving the log from the next one: the new leader
 // learns the learner's address from the learner's introduction, not from --peers (where it
 // is not) nor from traffic (a learner only talks to its leader).
