@@ -4,7 +4,7 @@
 //               --peers 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 --http 127.0.0.1:7201
 //
 // Exit status: 0 after a graceful stop (SIGTERM, SIGINT), 1 on a bad flag or config, 2 when the
-// node cannot start (corrupt log, address in use).
+// node cannot start (corrupt log, address in use). SIGHUP: the --tls-* files are read again.
 #include <keel/kv.h>
 #include <keel/segmented-log.h>
 
@@ -16,6 +16,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <functional>
 
 // jemalloc's settings, read when it starts (MALLOC_CONF in the environment overrides them; the C
 // library's malloc, in sanitized builds, ignores them): its extents are advised onto transparent
@@ -40,7 +41,7 @@ class ServerMain {
                       "Runs one member of a keel cluster: Raft over Cap'n Proto RPC, a durable "
                       "segmented log, and the replicated key-value store. Every option also has a "
                       "config-file form (--config FILE; one `name = value` per line, the option's "
-                      "name without dashes). Stops gracefully on SIGTERM or SIGINT.");
+                      "name without dashes). Stops gracefully on SIGTERM or SIGINT; reads its --tls-* files again on SIGHUP.");
     b.addOptionWithArg({"config"}, KJ_BIND_METHOD(*this, config), "<file>",
                        "Read options from <file> (flags given after it override it).");
     for (const auto& h : keel::server::optionHelp()) {
@@ -68,6 +69,7 @@ class ServerMain {
     if (!err.empty()) return kj::str(err.c_str());
     kj::UnixEventPort::captureSignal(SIGTERM);
     kj::UnixEventPort::captureSignal(SIGINT);
+    kj::UnixEventPort::captureSignal(SIGHUP);
     std::signal(SIGPIPE, SIG_IGN);
     auto io = kj::setupAsyncIo();
     keel::KvStateMachine::Options kvo;
@@ -96,7 +98,15 @@ class ServerMain {
     auto stop = io.unixEventPort.onSignal(SIGTERM)
                     .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                     .then([&](siginfo_t) { node->shutdown(); });
-    auto all = done.exclusiveJoin(kj::mv(stop).then([&]() { return kj::Promise<void>(kj::READY_NOW); }));
+    // SIGHUP: the --tls-* files are read again (Node::reloadTls()), as often as it comes.
+    std::function<kj::Promise<void>()> onHangup = [&]() {
+      return io.unixEventPort.onSignal(SIGHUP).then([&](siginfo_t) {
+        node->reloadTls();
+        return onHangup();
+      });
+    };
+    auto all = done.exclusiveJoin(kj::mv(stop).then([&]() { return kj::Promise<void>(kj::READY_NOW); }))
+                   .exclusiveJoin(onHangup());
     try {
       all.wait(io.waitScope);
       // If a signal came first, the node's own promise resolved inside shutdown(): nothing left.

@@ -9,6 +9,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -112,6 +113,11 @@ std::unique_ptr<Tls> Tls::load(const TlsOptions& o, Role role, std::string& erro
     error = "--tls-cert " + o.certFile + ": does not name " + o.name +
             " (a node's certificate needs it as a DNS subjectAltName; see --tls-name)";
   }
+  int64_t notAfter = 0;
+  if (error.empty()) {
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(chain[0]), &tm) == 1) notAfter = int64_t(timegm(&tm));
+  }
   ERR_clear_error();
   std::vector<kj::TlsCertificate> trusted;
   if (error.empty()) {
@@ -123,11 +129,11 @@ std::unique_ptr<Tls> Tls::load(const TlsOptions& o, Role role, std::string& erro
   freeCerts(cas);
   if (!error.empty()) return nullptr;
   kj::TlsKeypair keypair{kj::TlsPrivateKey(keyPem.c_str()), kj::TlsCertificate(certPem.c_str())};
-  return std::unique_ptr<Tls>(new Tls(std::move(keypair), std::move(trusted), o.name));
+  return std::unique_ptr<Tls>(new Tls(std::move(keypair), std::move(trusted), o.name, notAfter));
 }
 
-Tls::Tls(kj::TlsKeypair keypair, std::vector<kj::TlsCertificate> cas, std::string name)
-    : keypair_(std::move(keypair)), cas_(std::move(cas)), name_(std::move(name)) {
+Tls::Tls(kj::TlsKeypair keypair, std::vector<kj::TlsCertificate> cas, std::string name, int64_t notAfter)
+    : keypair_(std::move(keypair)), cas_(std::move(cas)), name_(std::move(name)), notAfter_(notAfter) {
   auto context = [this](bool verifyClients) {
     kj::TlsContext::Options opts;
     opts.useSystemTrustStore = false;

@@ -11,6 +11,7 @@
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,12 +30,16 @@ class Tls {
   // Handshakes as the accepting side: the other end must present a certificate the CA signed.
   kj::Promise<kj::Own<kj::AsyncIoStream>> server(kj::Own<kj::AsyncIoStream> stream);
 
+  // When the certificate of --tls-cert expires, in seconds since the Unix epoch.
+  int64_t notAfter() const { return notAfter_; }
+
  private:
-  Tls(kj::TlsKeypair keypair, std::vector<kj::TlsCertificate> cas, std::string name);
+  Tls(kj::TlsKeypair keypair, std::vector<kj::TlsCertificate> cas, std::string name, int64_t notAfter);
 
   kj::TlsKeypair keypair_;
   std::vector<kj::TlsCertificate> cas_;
   std::string name_;
+  int64_t notAfter_;
   kj::Own<kj::TlsContext> serverContext_;  // requires the other end's certificate
   kj::Own<kj::TlsContext> clientContext_;
 };

@@ -97,6 +97,16 @@ std::string Node::metricsText() {
   counter("keel_tls_refused_connections_total",
           "Connections to --listen refused because their TLS handshake failed or did not finish in time (--tls-*).",
           double(tlsRefused_));
+  if (tls_) {
+    o << "# HELP keel_tls_reloads_total Times the --tls-* files were read again (SIGHUP): ok, or failed a check and changed nothing.\n"
+         "# TYPE keel_tls_reloads_total counter\n"
+      << "keel_tls_reloads_total{result=\"ok\"} " << tlsReloads_ << "\n"
+      << "keel_tls_reloads_total{result=\"failed\"} " << tlsReloadsFailed_ << "\n";
+    // Whole seconds, written as an integer: a double through the stream would keep 6 digits.
+    o << "# HELP keel_tls_certificate_expiry_seconds When the certificate in use (--tls-cert) expires, in seconds since the Unix epoch.\n"
+         "# TYPE keel_tls_certificate_expiry_seconds gauge\nkeel_tls_certificate_expiry_seconds "
+      << tls_->notAfter() << "\n";
+  }
   counter("keel_ticks_total", "Ticks of the consensus module since the start (one per --tick-ms of this node's clock).",
           double(ticks_));
   // Lease reads assume that the nodes' monotonic clocks run at nearly the same rate: the rate of

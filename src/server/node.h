@@ -63,6 +63,10 @@ class Node final {
   // and the node has stopped (pending syncs finished, connections closed).
   kj::Promise<void> run();
   void shutdown();
+  // Reads the --tls-* files again (keel-server does on SIGHUP), with the checks of the start: new
+  // connections, accepted or to peers, use them; those made before keep what they handshook
+  // with. Files that fail a check change nothing; the log and /metrics say so.
+  void reloadTls();
 
   // ---- Used by the RPC service objects (service.c++) ----
   struct ProposeOutcome {
@@ -254,6 +258,9 @@ class Node final {
   std::map<NodeId, std::string> addresses_;
   std::map<NodeId, std::chrono::steady_clock::time_point> lastRefusalLog_;
   std::unique_ptr<net::Tls> tls_;  // --tls-*: every connection of --listen, and to peers
+  // What reloadTls() replaced: handshakes under way, and connects to peers, may still use it.
+  std::vector<std::unique_ptr<net::Tls>> retiredTls_;
+  uint64_t tlsReloads_ = 0, tlsReloadsFailed_ = 0;
   std::chrono::steady_clock::time_point lastTlsRefusalLog_;
   uint64_t tlsRefused_ = 0;  // handshakes refused or failed, for /metrics
   kj::Own<kj::ConnectionReceiver> listener_;

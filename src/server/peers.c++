@@ -9,6 +9,7 @@
 #include <keel/segmented-log.h>
 
 #include <algorithm>
+#include <ctime>
 #include <functional>
 
 #include <capnp/message.h>
@@ -493,6 +494,28 @@ kj::Promise<void> Node::acceptLoop(kj::ConnectionReceiver& listener) {
                     }));
     return acceptLoop(listener);
   });
+}
+
+void Node::reloadTls() {
+  if (!tls_) {
+    log("SIGHUP: no --tls-* files to read again");
+    return;
+  }
+  std::string error;
+  auto fresh = net::Tls::load(options_.tls, net::Tls::Role::Node, error);
+  if (!fresh) {
+    ++tlsReloadsFailed_;
+    log("TLS files not reloaded (those read before stay in use): " + error);
+    return;
+  }
+  retiredTls_.push_back(std::move(tls_));
+  tls_ = std::move(fresh);
+  ++tlsReloads_;
+  char expires[32] = "?";
+  std::time_t t = std::time_t(tls_->notAfter());
+  std::tm tm{};
+  if (gmtime_r(&t, &tm)) std::strftime(expires, sizeof expires, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  log(std::string("TLS files reloaded: new connections use them; the certificate expires ") + expires);
 }
 
 void Node::adopt(kj::Own<kj::AsyncIoStream> stream) {

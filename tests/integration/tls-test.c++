@@ -10,6 +10,7 @@
 #include <kj/compat/tls.h>
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -242,6 +243,85 @@ TEST(Tls, ACaFileOfTwoCasTrustsTheCertificatesOfBoth) {
   ASSERT_TRUE(st.ok()) << st.detail;
   EXPECT_TRUE(cluster.waitApplied(c, 3, st.value.commit));
   EXPECT_EQ(refusedHandshakes(cluster), 0);
+}
+
+// The notAfter line of the certificate a node presents to a new connection (openssl s_client
+// with the client's files); "" when the handshake failed.
+std::string servedExpiry(const Certs& certs, const std::string& address) {
+  auto [out, status] = runCommand("openssl s_client -connect " + address + " -cert " + certs.file("client.pem") +
+                                  " -key " + certs.file("client-key.pem") + " -CAfile " + certs.file("ca.pem") +
+                                  " </dev/null 2>/dev/null | openssl x509 -noout -enddate");
+  return status == 0 && out.rfind("notAfter=", 0) == 0 ? out : "";
+}
+
+// SIGHUP reads the --tls-* files again: connections made afterwards, accepted or to peers, get
+// the new certificate, and /metrics says when it expires. Files that fail a check change nothing.
+TEST(Tls, SighupReadsTheFilesAgainAndBadOnesChangeNothing) {
+  Certs certs;
+  ProcessCluster cluster(3, certs.nodeFlags());
+  Client::Options o = cluster.clientOptions();
+  o.tls = certs.client();
+  Client c(o);
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  std::string at = cluster.node(1).address;
+  std::string before = servedExpiry(certs, at);
+  ASSERT_FALSE(before.empty());
+  double expiry0 = metric(cluster, 1, "keel_tls_certificate_expiry_seconds");
+  EXPECT_GT(expiry0, double(std::time(nullptr)));
+  auto reloads = [&](const char* result) {
+    return metric(cluster, 1, std::string("keel_tls_reloads_total{result=\"") + result + "\"}");
+  };
+  EXPECT_EQ(reloads("ok"), 0);
+
+  // n1's certificate signed again, for 30 days instead of 825 (the script keeps what exists).
+  std::filesystem::remove(certs.file("node1.pem"));
+  std::filesystem::remove(certs.file("node1-key.pem"));
+  auto [made, madeStatus] = runCommand(std::string(KEEL_SOURCE_DIR) + "/scripts/tls-certs.sh " +
+                                       std::filesystem::path(certs.file("ca.pem")).parent_path().string() + " --days 30");
+  ASSERT_EQ(madeStatus, 0) << made;
+  cluster.signal(1, SIGHUP);
+  ASSERT_TRUE(waitFor([&] { return reloads("ok") == 1; }, 5s)) << cluster.log(1);
+  double expiry1 = metric(cluster, 1, "keel_tls_certificate_expiry_seconds");
+  EXPECT_NEAR(expiry0 - expiry1, (825 - 30) * 86400.0, 86400.0);
+  std::string after = servedExpiry(certs, at);
+  EXPECT_FALSE(after.empty());
+  EXPECT_NE(after, before);
+  EXPECT_NE(cluster.log(1).find("TLS files reloaded"), std::string::npos);
+  // A node that connects to n1 anew checks the new certificate: n2, restarted, catches up.
+  cluster.kill(2, SIGKILL);
+  cluster.start(2);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.put("k" + std::to_string(i), "v").ok()) << i;
+  uint64_t leader = cluster.waitLeader(c);
+  ASSERT_NE(leader, 0u);
+  auto st = c.status(cluster.node(leader).address);
+  ASSERT_TRUE(st.ok()) << st.detail;
+  for (uint64_t id = 1; id <= 3; ++id) EXPECT_TRUE(cluster.waitApplied(c, id, st.value.commit)) << "n" << id;
+  EXPECT_EQ(refusedHandshakes(cluster), 0);
+
+  // A certificate file that is not one: n1 says why and keeps what it had.
+  std::ofstream(certs.file("node1.pem")) << "not a certificate\n";
+  cluster.signal(1, SIGHUP);
+  ASSERT_TRUE(waitFor([&] { return reloads("failed") == 1; }, 5s)) << cluster.log(1);
+  EXPECT_EQ(reloads("ok"), 1);
+  EXPECT_EQ(metric(cluster, 1, "keel_tls_certificate_expiry_seconds"), expiry1);
+  EXPECT_EQ(servedExpiry(certs, at), after);
+  std::string log = cluster.log(1);
+  EXPECT_NE(log.find("TLS files not reloaded (those read before stay in use): --tls-cert " + certs.file("node1.pem") +
+                     ": no PEM certificate"),
+            std::string::npos)
+      << log;
+  EXPECT_TRUE(c.status(at).ok());
+}
+
+// SIGHUP no longer stops a node (its default action): without --tls-* it only says so.
+TEST(Tls, ANodeWithoutTlsFilesLivesThroughSighup) {
+  ProcessCluster cluster(1);
+  Client c(cluster.clientOptions());
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  cluster.signal(1, SIGHUP);
+  EXPECT_TRUE(waitFor([&] { return cluster.log(1).find("SIGHUP: no --tls-* files") != std::string::npos; }, 5s));
+  EXPECT_TRUE(cluster.running(1));
+  EXPECT_TRUE(c.put("k", "v").ok());
 }
 
 TEST(Tls, UnusableFilesAreRefusedAtStartNamingTheFile) {
