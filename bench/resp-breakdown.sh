@@ -83,6 +83,10 @@ for r in $(seq "$reps"); do
   c1=$(metric "$l" keel_commit_seconds_count) s1=$(metric "$l" keel_commit_seconds_sum)
   rps=$(echo "$out" | awk '$1 ~ /^[0-9]/ {print $1; exit}')
   rbcpu=$(echo "$out" | awk '$1 == "rbcpu" {print $2 + $3}')
+  if [ -z "$rps" ] || [ "$rps" = 0 ] || [ -z "$rbcpu" ]; then
+    echo "$r: no result from redis-benchmark: $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
+    continue
+  fi
   tick=$(getconf CLK_TCK)
   line=$(python3 - "$clients" "$ops" "$rps" "$c0" "$s0" "$c1" "$s1" "$rbcpu" "$tick" "$idle0" "$total0" "$idle1" "$total1" \
     "$(cpu_ticks "${node_pid[$l]}")" "${t0[$l]}" \
