@@ -11,8 +11,9 @@
 # (linearizable reads through a follower, of random keys among 20000 after 20000 SETs of them).
 # --preload K first writes K keys (16-byte values) to each fresh cluster, so that the measured
 # load runs on a large state; --server-flags "..." go to every node of both sides. --tls-new runs
-# NEW's side with mutual TLS (certificates from scripts/tls-certs.sh, for the nodes and `keel`;
-# redis-benchmark's RESP port stays plaintext): BASE = NEW measures what TLS costs.
+# NEW's side with mutual TLS (certificates from scripts/tls-certs.sh, for the nodes, `keel`, and
+# with --resp or --follower-get the RESP port too: --redis-tls, redis-benchmark --tls): BASE =
+# NEW measures what TLS costs.
 #
 #   bench/ab-e2e.sh BASE [NEW] [--clients C] [--connections M] [--ops N] [--reps R] [--preload K]
 #                   [--resp] [--follower-get] [--server-flags "FLAGS"] [--tls-new] [--write-docs]
@@ -93,11 +94,14 @@ run_once() {  # build op side(a|b) -> "ops p99_ms max_ms node_us servers_us"
   local t=$work/tls
   [ "$side" = b ] && [ "$tls_new" = 1 ] && tls=(--tls-cert "$t/client.pem" --tls-key "$t/client-key.pem" --tls-ca "$t/ca.pem")
   keel=("$b/apps/keel" "${tls[@]}")
+  rcli_tls=()  # bench/lib.sh's redis-cli, and redis-benchmark here
+  [ ${#tls[@]} -gt 0 ] && rcli_tls=(--tls --cert "$t/client.pem" --key "$t/client-key.pem" --cacert "$t/ca.pem")
   for i in 1 2 3; do
     # The RESP port only when asked for: revisions before it know no --redis-listen.
     [ "$resp" = 1 ] || [ "$fget" = 1 ] && respflag=(--redis-listen "127.0.0.1:$((port + 10 + i))")
     local nodetls=()
     [ ${#tls[@]} -gt 0 ] && nodetls=(--tls-cert "$t/node$i.pem" --tls-key "$t/node$i-key.pem" --tls-ca "$t/ca.pem")
+    [ ${#tls[@]} -gt 0 ] && [ ${#respflag[@]} -gt 0 ] && nodetls+=(--redis-tls true)
     "$b/apps/keel-server" --id "$i" --data-dir "$work/data/n$i" --listen "127.0.0.1:$((port + i))" \
       --peers "$peers" "${respflag[@]}" "${nodetls[@]}" --tick-ms 50 --election-ticks 10 --quiet true $server_flags >/dev/null 2>&1 &
     pids+=($!)
@@ -120,14 +124,14 @@ run_once() {  # build op side(a|b) -> "ops p99_ms max_ms node_us servers_us"
   fi
   if [ "$op" = resp ] || [ "$op" = fget ]; then l=$(leader); fi
   if [ "$op" = fget ] && [ -n "$l" ]; then  # the keys the reads ask for exist
-    redis-benchmark -p "$(rport "$l")" -t set -c 64 -n 20000 -d 16 -r 20000 -q >/dev/null 2>&1
+    redis-benchmark "${rcli_tls[@]}" -p "$(rport "$l")" -t set -c 64 -n 20000 -d 16 -r 20000 -q >/dev/null 2>&1
   fi
   for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
   if [ "$op" = fget ]; then
-    [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport $((l % 3 + 1)))" -t get -c "$clients" -n "$ops" -d 16 -r 20000 \
+    [ -n "$l" ] && out=$(timeout 300 redis-benchmark "${rcli_tls[@]}" -p "$(rport $((l % 3 + 1)))" -t get -c "$clients" -n "$ops" -d 16 -r 20000 \
                            --csv 2>/dev/null | redis_csv GET | awk '$1 != "-" {print $1, $3, $4}')
   elif [ "$op" = resp ]; then
-    [ -n "$l" ] && out=$(timeout 300 redis-benchmark -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
+    [ -n "$l" ] && out=$(timeout 300 redis-benchmark "${rcli_tls[@]}" -p "$(rport "$l")" -t set -c "$clients" -n "$ops" -d 16 -r 100000000 \
                            --csv 2>/dev/null | redis_csv SET | awk '$1 != "-" {print $1, $3, $4}')
   else
     out=$(timeout 300 "${keel[@]}" --cluster "$cluster" --json bench --clients "$clients" "${connflag[@]}" --count "$ops" \

@@ -1,6 +1,8 @@
 # Shared by the bench scripts that run a local 3-node keel cluster (sourced, not run). The
 # caller sets `base` (node i listens on 127.0.0.1:base+i and serves RESP on base+10+i) and keeps
-# the pids of its nodes in the associative array node_pid (an empty entry: node down).
+# the pids of its nodes in the associative array node_pid (an empty entry: node down). With
+# --redis-tls nodes, the caller puts redis-cli's TLS flags in the array rcli_tls.
+rcli_tls=()
 
 addr() { echo "127.0.0.1:$((base + $1))"; }
 rport() { echo $((base + 10 + $1)); }
@@ -25,7 +27,7 @@ leader() {
   local i
   for i in 1 2 3; do
     [ -n "${node_pid[$i]:-}" ] || continue
-    if timeout 2 redis-cli -p "$(rport "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then
+    if timeout 2 redis-cli "${rcli_tls[@]}" -p "$(rport "$i")" INFO 2>/dev/null | grep -q '^role:leader'; then
       echo "$i"
       return
     fi
@@ -38,7 +40,7 @@ wait_leader() {
   local l
   for _ in $(seq 400); do
     l=$(leader)
-    if [ -n "$l" ] && timeout 5 redis-cli -p "$(rport "$l")" SET "$1-ready" 1 2>/dev/null | grep -q OK; then
+    if [ -n "$l" ] && timeout 5 redis-cli "${rcli_tls[@]}" -p "$(rport "$l")" SET "$1-ready" 1 2>/dev/null | grep -q OK; then
       echo "$l"
       return
     fi
@@ -51,7 +53,7 @@ wait_leader() {
 # info_field NODE FIELD: FIELD of NODE's INFO over its RESP port (empty, and no failure under
 # `set -e -o pipefail`, when it does not answer).
 info_field() {
-  timeout 2 redis-cli -p "$(rport "$1")" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p" || true
+  timeout 2 redis-cli "${rcli_tls[@]}" -p "$(rport "$1")" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p" || true
 }
 
 # wait_caught_up NODE NAME: until NODE has applied what the leader had committed when the wait

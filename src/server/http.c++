@@ -95,7 +95,7 @@ std::string Node::metricsText() {
           "Writes this node, as leader, left to a later sync because its followers alone committed them (--leader-sync-delay-ms).",
           double(deferred_));
   counter("keel_tls_refused_connections_total",
-          "Connections to --listen refused because their TLS handshake failed or did not finish in time (--tls-*).",
+          "Connections to --listen (and to --redis-listen with --redis-tls) refused because their TLS handshake failed or did not finish in time (--tls-*).",
           double(tlsRefused_));
   if (tls_) {
     o << "# HELP keel_tls_reloads_total Times the --tls-* files were read again (SIGHUP): ok, or failed a check and changed nothing.\n"

@@ -67,6 +67,13 @@ class Node final {
   // connections, accepted or to peers, use them; those made before keep what they handshook
   // with. Files that fail a check change nothing; the log and /metrics say so.
   void reloadTls();
+  // The TLS files in use (nullptr without --tls-*): what the Redis-protocol port handshakes with
+  // under --redis-tls. Valid until the next reloadTls() (what a handshake under way uses stays).
+  net::Tls* tls() const { return tls_.get(); }
+  // Counts a connection refused at its TLS handshake, and logs why (at most once every 5 s).
+  void refuseTls(const kj::Exception& e);
+  // How long a peer call, a connect or a TLS handshake may take: max(1 s, 4 x --election-ticks ticks).
+  uint64_t peerTimeoutMs() const;
 
   // ---- Used by the RPC service objects (service.c++) ----
   struct ProposeOutcome {
@@ -188,7 +195,6 @@ class Node final {
   void introduce(Peer& p);
   // Who is calling: every call to a peer carries this node's origin (docs/rpc.md, "Origin").
   void fillOrigin(wire::Origin::Builder origin, const Peer& p) const;
-  uint64_t peerTimeoutMs() const;
   void sendSnapshot(Peer& p, const Message& m);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);
   // Serves an accepted connection (after its TLS handshake, with --tls-*).

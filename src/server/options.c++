@@ -46,6 +46,9 @@ const std::vector<OptionHelp>& optionHelp() {
       {"cluster-id", "<name>", "Refuse peers of any other cluster. Default: keel."},
       {"http", "<host:port>", "Serve /metrics and /status there. Default: none."},
       {"redis-listen", "<host:port>", "Serve the Redis protocol (RESP2) there. Default: off."},
+      {"redis-tls", "<bool>",
+       "The --redis-listen port over mutual TLS with the --tls-* files, as --listen (redis-cli --tls --cert "
+       "--key --cacert). Default: false (plaintext)."},
       {"tls-cert", "<file>",
        "PEM certificate of this node, signed by --tls-ca and naming --tls-name: with --tls-key and "
        "--tls-ca, every connection of --listen (peers and clients) is mutual TLS. Default: plaintext."},
@@ -126,10 +129,14 @@ std::string setOption(Options& o, const std::string& name, const std::string& va
       o.peers[id] = item.substr(eq + 1);
     }
     if (o.peers.empty()) return bad("expected at least one member");
-  } else if (name == "join" || name == "memory-log" || name == "quiet" || name == "check-quorum") {
+  } else if (name == "join" || name == "memory-log" || name == "quiet" || name == "check-quorum" || name == "redis-tls") {
     bool b;
     if (!parseBool(value, b)) return bad("expected true or false");
-    (name == "join" ? o.join : name == "quiet" ? o.quiet : name == "check-quorum" ? o.checkQuorum : o.memoryLog) = b;
+    (name == "join"           ? o.join
+     : name == "quiet"        ? o.quiet
+     : name == "check-quorum" ? o.checkQuorum
+     : name == "redis-tls"    ? o.redisTls
+                              : o.memoryLog) = b;
   } else if (name == "read-mode") {
     if (value == "readindex") o.readMode = ReadMode::Safe;
     else if (value == "lease") o.readMode = ReadMode::Lease;
@@ -216,6 +223,8 @@ std::string validate(const Options& o) {
   if (!o.join && !o.peers.count(o.id)) return "--peers must include this node's id (" + std::to_string(o.id) + ")";
   if (o.listen.empty() && !o.peers.count(o.id)) return "--listen is required";
   if (o.heartbeatTicks >= o.electionTicks) return "--heartbeat-ticks must be below --election-ticks";
+  if (o.redisTls && (o.redisListen.empty() || !o.tls.enabled()))
+    return "--redis-tls needs --redis-listen and the --tls-* files";
   if (o.readMode == ReadMode::Lease && !o.checkQuorum) {
     return "--read-mode lease requires --check-quorum true: the lease relies on the followers' promise "
            "to vote for no one else within an election timeout of hearing from the leader, which comes "

@@ -23,6 +23,7 @@ struct Options {
   std::string clusterId = "keel";           // --cluster-id
   std::string http;                         // --http host:port for /metrics and /status
   std::string redisListen;                  // --redis-listen host:port: the Redis-protocol port (off: "")
+  bool redisTls = false;                    // --redis-tls: that port over mutual TLS too (--tls-*)
   TlsOptions tls;                           // --tls-cert, --tls-key, --tls-ca, --tls-name (include/keel/tls.h)
   uint32_t tickMs = 50;                     // --tick-ms
   uint32_t electionTicks = 10;              // --election-ticks

@@ -484,16 +484,18 @@ kj::Promise<void> Node::acceptLoop(kj::ConnectionReceiver& listener) {
                     .then([this](kj::Own<kj::AsyncIoStream> s) {
                       if (!stopping_) adopt(kj::mv(s));
                     },
-                    [this](kj::Exception&& e) {
-                      ++tlsRefused_;
-                      auto now = std::chrono::steady_clock::now();
-                      if (now - lastTlsRefusalLog_ > std::chrono::seconds(5)) {
-                        lastTlsRefusalLog_ = now;
-                        log(std::string("refused a connection: TLS: ") + e.getDescription().cStr());
-                      }
-                    }));
+                    [this](kj::Exception&& e) { refuseTls(e); }));
     return acceptLoop(listener);
   });
+}
+
+void Node::refuseTls(const kj::Exception& e) {
+  ++tlsRefused_;
+  auto now = std::chrono::steady_clock::now();
+  if (now - lastTlsRefusalLog_ > std::chrono::seconds(5)) {
+    lastTlsRefusalLog_ = now;
+    log(std::string("refused a connection: TLS: ") + e.getDescription().cStr());
+  }
 }
 
 void Node::reloadTls() {

@@ -101,6 +101,10 @@ class NodeBackend final : public resp::Backend {
 // wait for the next edge in the same event-loop turn, with no read in between, as
 // kj::UnixEventPort::FdObserver allows. Owned by shared_ptr: the completions of its commands
 // and its waits hold it alive.
+//
+// With --redis-tls a connection reads and writes through kj-tls's stream instead (`stream`; fd
+// is -1): one read at a time, one write at a time, both wrapped by `canceler` so that closing
+// the connection cancels them before the stream goes.
 struct Connection : std::enable_shared_from_this<Connection> {
   struct Slot {
     std::vector<std::string> args;
@@ -114,10 +118,14 @@ struct Connection : std::enable_shared_from_this<Connection> {
         observer(kj::heap<kj::UnixEventPort::FdObserver>(port, socket, kj::UnixEventPort::FdObserver::OBSERVE_READ_WRITE)),
         dispatcher(backend),
         tasks(tasks) {}
+  Connection(kj::Own<kj::AsyncIoStream> tls, resp::Backend& backend, kj::TaskSet& tasks)
+      : fd(-1), stream(kj::mv(tls)), dispatcher(backend), tasks(tasks) {}
   ~Connection() { release(); }
 
   int fd;
   kj::Own<kj::UnixEventPort::FdObserver> observer;
+  kj::Own<kj::AsyncIoStream> stream;  // --redis-tls
+  kj::Canceler canceler;              // of the stream's read and write in flight
   resp::Parser parser;
   resp::Dispatcher dispatcher;
   kj::TaskSet& tasks;
@@ -134,6 +142,11 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
   // Closes the socket (once); what is left unwritten is dropped.
   void release() {
+    if (stream) {
+      canceler.cancel("connection closed");
+      stream = nullptr;
+      return;
+    }
     if (fd < 0) return;
     observer = nullptr;  // out of the event port before the descriptor goes
     ::close(fd);
@@ -149,6 +162,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   // client closed its side, or too much is queued (then finished() reads again). A client that
   // keeps the socket full yields the loop every few reads.
   void readMore() {
+    if (stream) return readMoreTls();
     for (int reads = 0; !waitingToRead && !closing && !closed; ++reads) {
       if (slots.size() >= RespServer::kMaxInFlight || out.size() - outSent >= RespServer::kMaxOutputBytes) return;
       if (reads == kReadsPerTurn) {
@@ -184,6 +198,27 @@ struct Connection : std::enable_shared_from_this<Connection> {
         return;
       }
     }
+  }
+
+  void readMoreTls() {
+    if (waitingToRead || closing || closed) return;
+    if (slots.size() >= RespServer::kMaxInFlight || out.size() - outSent >= RespServer::kMaxOutputBytes) return;
+    waitingToRead = true;
+    auto self = shared_from_this();
+    tasks.add(canceler.wrap(stream->tryRead(buf, 1, sizeof buf))
+                  .then(
+                      [self](size_t n) {
+                        self->waitingToRead = false;
+                        if (self->closed) return;
+                        if (n == 0) {
+                          self->closing = true;
+                          self->maybeClose();
+                          return;
+                        }
+                        self->received(n);
+                        self->readMore();
+                      },
+                      [self](kj::Exception&&) { self->fail(); }));
   }
 
   void received(size_t n) {
@@ -266,6 +301,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
       ++popped;
       if (firstUnstarted > 0) --firstUnstarted;
     }
+    if (stream) return writeTls();
     while (!waitingToWrite && !closed && outSent < out.size()) {
       ssize_t n = ::write(fd, out.data() + outSent, out.size() - outSent);
       if (n < 0 && errno == EINTR) continue;
@@ -291,11 +327,30 @@ struct Connection : std::enable_shared_from_this<Connection> {
     maybeClose();
   }
 
+  // The replies in `out` go in one write; those that come meanwhile wait for it.
+  void writeTls() {
+    if (waitingToWrite || closed || out.empty()) return maybeClose();
+    waitingToWrite = true;
+    auto bytes = kj::heap<std::string>(std::move(out));
+    out.clear();
+    auto self = shared_from_this();
+    auto write = stream->write(bytes->data(), bytes->size()).attach(kj::mv(bytes));
+    tasks.add(canceler.wrap(kj::mv(write))
+                  .then(
+                      [self]() {
+                        self->waitingToWrite = false;
+                        self->flush();
+                        self->readMore();
+                      },
+                      [self](kj::Exception&&) { self->fail(); }));
+  }
+
   void maybeClose() {
     if (!closing || closed || waitingToWrite || !slots.empty() || outSent < out.size()) return;
     // A QUIT or a protocol error: everything before it has been answered.
     closed = true;
-    ::shutdown(fd, SHUT_WR);
+    if (stream) stream->shutdownWrite();
+    else ::shutdown(fd, SHUT_WR);
     release();
   }
 
@@ -305,9 +360,10 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
 struct RespServer::Impl {
   Impl(Node& node, kj::AsyncIoContext& io)
-      : io(io), backend(node, io.provider->getTimer(), tasks), connTasks(taskErrors), tasks(taskErrors) {}
+      : node(node), io(io), backend(node, io.provider->getTimer(), tasks), connTasks(taskErrors), tasks(taskErrors) {}
   // Destroyed from the bottom up: the node's calls and the accept loop first, then the
   // connections, then the listener and the backend.
+  Node& node;
   kj::AsyncIoContext& io;
   NodeBackend backend;
   kj::Own<kj::ConnectionReceiver> listener;
@@ -317,6 +373,10 @@ struct RespServer::Impl {
   kj::Promise<void> acceptLoop() {
     return listener->accept().then([this](kj::Own<kj::AsyncIoStream> s) {
       s->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (node.options().redisTls) {
+        handshake(kj::mv(s));
+        return acceptLoop();
+      }
       // The connection takes the socket over (a duplicate, non-blocking like the original);
       // the stream, and its registration with the event port, go.
       KJ_IF_MAYBE(fd, s->getFd()) {
@@ -339,6 +399,20 @@ struct RespServer::Impl {
     });
   }
   int one = 1;
+
+  // --redis-tls: the handshake runs beside the accept loop, within the peer timeout, with the
+  // TLS files in use when the connection came (Node::reloadTls()); a failed one is counted and
+  // logged as on --listen.
+  void handshake(kj::Own<kj::AsyncIoStream> s) {
+    auto timeout = io.provider->getTimer()
+                       .afterDelay(node.peerTimeoutMs() * kj::MILLISECONDS)
+                       .then([]() -> kj::Own<kj::AsyncIoStream> {
+                         kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no TLS handshake within the peer timeout"));
+                       });
+    connTasks.add(node.tls()->server(kj::mv(s)).exclusiveJoin(kj::mv(timeout)).then(
+        [this](kj::Own<kj::AsyncIoStream> t) { std::make_shared<Connection>(kj::mv(t), backend, connTasks)->start(); },
+        [this](kj::Exception&& e) { node.refuseTls(e); }));
+  }
 };
 
 RespServer::RespServer(Node& node, kj::AsyncIoContext& io) : impl_(std::make_unique<Impl>(node, io)) {}

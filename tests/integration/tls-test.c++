@@ -93,9 +93,9 @@ std::string statusByHand(const std::string& address, const std::string& caFile, 
   return error;
 }
 
-double refusedHandshakes(const ProcessCluster& cluster) {
+double refusedHandshakes(const ProcessCluster& cluster, uint64_t nodes = 3) {
   double sum = 0;
-  for (uint64_t id = 1; id <= 3; ++id) sum += std::max(0.0, metric(cluster, id, "keel_tls_refused_connections_total"));
+  for (uint64_t id = 1; id <= nodes; ++id) sum += std::max(0.0, metric(cluster, id, "keel_tls_refused_connections_total"));
   return sum;
 }
 
@@ -311,6 +311,61 @@ TEST(Tls, SighupReadsTheFilesAgainAndBadOnesChangeNothing) {
             std::string::npos)
       << log;
   EXPECT_TRUE(c.status(at).ok());
+}
+
+// --redis-tls: the Redis-protocol port speaks mutual TLS with the node's files, to redis-cli
+// and redis-benchmark given the client's; anything else is refused at the handshake. (Each
+// command is bounded: a TLS client facing a plaintext port waits for an answer forever.)
+TEST(Tls, TheRedisPortSpeaksMutualTlsWithRedisTls) {
+  Certs certs, other;
+  std::string resp = "127.0.0.1:" + std::to_string(freePort());
+  auto flags = certs.nodeFlags();
+  flags.insert(flags.end(), {"--redis-listen", resp, "--redis-tls", "true"});
+  ProcessCluster cluster(1, flags);
+  Client::Options o = cluster.clientOptions();
+  o.tls = certs.client();
+  Client c(o);
+  ASSERT_NE(cluster.waitLeader(c), 0u);
+  std::string port = resp.substr(resp.rfind(':') + 1);
+  auto cli = [&](const Certs& who) {
+    return "timeout 20 redis-cli -p " + port + " --tls --cert " + who.file("client.pem") + " --key " + who.file("client-key.pem") +
+           " --cacert " + certs.file("ca.pem") + " ";
+  };
+  auto [set, setStatus] = runCommand(cli(certs) + "SET k v");
+  EXPECT_EQ(setStatus, 0);
+  EXPECT_EQ(set, "OK\n");
+  EXPECT_EQ(runCommand(cli(certs) + "GET k").first, "v\n");
+  // Pipelined, over many connections: redis-benchmark with the same files.
+  auto [bench, benchStatus] =
+      runCommand("timeout 60 redis-benchmark -p " + port + " --tls --cert " + certs.file("client.pem") + " --key " +
+                 certs.file("client-key.pem") + " --cacert " + certs.file("ca.pem") + " -t set,get -n 2000 -c 8 -P 4 -q");
+  EXPECT_EQ(benchStatus, 0) << bench;
+  EXPECT_NE(bench.find("SET: "), std::string::npos) << bench;
+  EXPECT_NE(bench.find("GET: "), std::string::npos) << bench;
+  EXPECT_EQ(refusedHandshakes(cluster, 1), 0);
+  // Plaintext, and a certificate of another CA, are refused; the node goes on.
+  auto [plain, plainStatus] = runCommand("timeout 20 redis-cli -p " + port + " PING");
+  EXPECT_EQ(plain.find("PONG"), std::string::npos) << plain;
+  auto [foreign, foreignStatus] = runCommand(cli(other) + "PING");
+  EXPECT_EQ(foreign.find("PONG"), std::string::npos) << foreign;
+  EXPECT_TRUE(waitFor([&] { return refusedHandshakes(cluster, 1) >= 2; }, 5s)) << refusedHandshakes(cluster, 1);
+  EXPECT_EQ(runCommand(cli(certs) + "PING").first, "PONG\n");
+  // SIGHUP: the port's new connections get the new certificate too.
+  std::string before = servedExpiry(certs, resp);
+  ASSERT_FALSE(before.empty());
+  std::filesystem::remove(certs.file("node1.pem"));
+  std::filesystem::remove(certs.file("node1-key.pem"));
+  auto [made, madeStatus] = runCommand(std::string(KEEL_SOURCE_DIR) + "/scripts/tls-certs.sh " +
+                                       std::filesystem::path(certs.file("ca.pem")).parent_path().string() + " --days 30");
+  ASSERT_EQ(madeStatus, 0) << made;
+  cluster.signal(1, SIGHUP);
+  ASSERT_TRUE(waitFor([&] { return metric(cluster, 1, "keel_tls_reloads_total{result=\"ok\"}") == 1; }, 5s));
+  std::string after = servedExpiry(certs, resp);
+  EXPECT_FALSE(after.empty());
+  EXPECT_NE(after, before);
+  EXPECT_EQ(runCommand(cli(certs) + "GET k").first, "v\n");
+  // The flag needs the files, and the port.
+  expectRefused("--redis-listen 127.0.0.1:1 --redis-tls true", "--redis-tls needs --redis-listen and the --tls-* files");
 }
 
 // SIGHUP no longer stops a node (its default action): without --tls-* it only says so.
