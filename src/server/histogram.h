@@ -21,7 +21,6 @@ class LatencyHistogram {
     ++count_;
     sumSeconds_ += double(us) / 1e6;
   }
-  uint64_t count() const { return count_; }
 
   // `name`_bucket{le="..."}, `name`_sum and `name`_count, with HELP and TYPE.
   void write(std::ostream& o, const char* name, const char* help) const {
