@@ -67,13 +67,11 @@ class Node final {
   // connections, accepted or to peers, use them; those made before keep what they handshook
   // with. Files that fail a check change nothing; the log and /metrics say so.
   void reloadTls();
-  // The TLS files in use (nullptr without --tls-*): what the Redis-protocol port handshakes with
-  // under --redis-tls. Valid until the next reloadTls() (what a handshake under way uses stays).
-  net::Tls* tls() const { return tls_.get(); }
-  // Counts a connection refused at its TLS handshake, and logs why (at most once every 5 s).
-  void refuseTls(const kj::Exception& e);
-  // How long a peer call, a connect or a TLS handshake may take: max(1 s, 4 x --election-ticks ticks).
-  uint64_t peerTimeoutMs() const;
+  // Handshakes as the accepting side of a connection to --listen, or to --redis-listen with
+  // --redis-tls (needs --tls-*), with the files in use, within the peer timeout. A handshake
+  // that fails or times out yields nullptr; it is counted in /metrics and logged (at most once
+  // every 5 s).
+  kj::Promise<kj::Maybe<kj::Own<kj::AsyncIoStream>>> acceptTls(kj::Own<kj::AsyncIoStream> stream);
 
   // ---- Used by the RPC service objects (service.c++) ----
   struct ProposeOutcome {
@@ -195,6 +193,7 @@ class Node final {
   void introduce(Peer& p);
   // Who is calling: every call to a peer carries this node's origin (docs/rpc.md, "Origin").
   void fillOrigin(wire::Origin::Builder origin, const Peer& p) const;
+  uint64_t peerTimeoutMs() const;
   void sendSnapshot(Peer& p, const Message& m);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener);
   // Serves an accepted connection (after its TLS handshake, with --tls-*).

@@ -474,28 +474,33 @@ kj::Promise<void> Node::acceptLoop(kj::ConnectionReceiver& listener) {
       adopt(kj::mv(stream));
       return acceptLoop(listener);
     }
-    // The handshake runs beside the accept loop, and a connection that has not finished it
-    // within the peer timeout is dropped: a client that never speaks holds nothing for long.
-    auto timeout = timer_.afterDelay(peerTimeoutMs() * kj::MILLISECONDS).then([]() -> kj::Own<kj::AsyncIoStream> {
-      kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no TLS handshake within the peer timeout"));
-    });
-    tasks_->add(tls_->server(kj::mv(stream))
-                    .exclusiveJoin(kj::mv(timeout))
-                    .then([this](kj::Own<kj::AsyncIoStream> s) {
-                      if (!stopping_) adopt(kj::mv(s));
-                    },
-                    [this](kj::Exception&& e) { refuseTls(e); }));
+    tasks_->add(acceptTls(kj::mv(stream)).then([this](kj::Maybe<kj::Own<kj::AsyncIoStream>> s) {
+      KJ_IF_MAYBE(t, s) {
+        if (!stopping_) adopt(kj::mv(*t));
+      }
+    }));
     return acceptLoop(listener);
   });
 }
 
-void Node::refuseTls(const kj::Exception& e) {
-  ++tlsRefused_;
-  auto now = std::chrono::steady_clock::now();
-  if (now - lastTlsRefusalLog_ > std::chrono::seconds(5)) {
-    lastTlsRefusalLog_ = now;
-    log(std::string("refused a connection: TLS: ") + e.getDescription().cStr());
-  }
+kj::Promise<kj::Maybe<kj::Own<kj::AsyncIoStream>>> Node::acceptTls(kj::Own<kj::AsyncIoStream> stream) {
+  // A connection that has not finished its handshake within the peer timeout is dropped: a
+  // client that never speaks holds nothing for long.
+  auto timeout = timer_.afterDelay(peerTimeoutMs() * kj::MILLISECONDS).then([]() -> kj::Own<kj::AsyncIoStream> {
+    kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no TLS handshake within the peer timeout"));
+  });
+  return tls_->server(kj::mv(stream))
+      .exclusiveJoin(kj::mv(timeout))
+      .then([](kj::Own<kj::AsyncIoStream> s) -> kj::Maybe<kj::Own<kj::AsyncIoStream>> { return kj::mv(s); },
+            [this](kj::Exception&& e) -> kj::Maybe<kj::Own<kj::AsyncIoStream>> {
+              ++tlsRefused_;
+              auto now = std::chrono::steady_clock::now();
+              if (now - lastTlsRefusalLog_ > std::chrono::seconds(5)) {
+                lastTlsRefusalLog_ = now;
+                log(std::string("refused a connection: TLS: ") + e.getDescription().cStr());
+              }
+              return nullptr;
+            });
 }
 
 void Node::reloadTls() {

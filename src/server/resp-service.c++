@@ -400,18 +400,11 @@ struct RespServer::Impl {
   }
   int one = 1;
 
-  // --redis-tls: the handshake runs beside the accept loop, within the peer timeout, with the
-  // TLS files in use when the connection came (Node::reloadTls()); a failed one is counted and
-  // logged as on --listen.
+  // --redis-tls: the handshake runs beside the accept loop (Node::acceptTls()).
   void handshake(kj::Own<kj::AsyncIoStream> s) {
-    auto timeout = io.provider->getTimer()
-                       .afterDelay(node.peerTimeoutMs() * kj::MILLISECONDS)
-                       .then([]() -> kj::Own<kj::AsyncIoStream> {
-                         kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no TLS handshake within the peer timeout"));
-                       });
-    connTasks.add(node.tls()->server(kj::mv(s)).exclusiveJoin(kj::mv(timeout)).then(
-        [this](kj::Own<kj::AsyncIoStream> t) { std::make_shared<Connection>(kj::mv(t), backend, connTasks)->start(); },
-        [this](kj::Exception&& e) { node.refuseTls(e); }));
+    connTasks.add(node.acceptTls(kj::mv(s)).then([this](kj::Maybe<kj::Own<kj::AsyncIoStream>> t) {
+      KJ_IF_MAYBE(stream, t) { std::make_shared<Connection>(kj::mv(*stream), backend, connTasks)->start(); }
+    }));
   }
 };
 
