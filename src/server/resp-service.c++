@@ -158,13 +158,18 @@ struct Connection : std::enable_shared_from_this<Connection> {
     release();
   }
 
+  // Too many commands queued, or too many reply bytes unsent: reading waits (back-pressure).
+  bool backlogged() const {
+    return slots.size() >= RespServer::kMaxInFlight || out.size() - outSent >= RespServer::kMaxOutputBytes;
+  }
+
   // Reads and starts commands until the socket is drained (then waits for its next edge), the
   // client closed its side, or too much is queued (then finished() reads again). A client that
   // keeps the socket full yields the loop every few reads.
   void readMore() {
     if (stream) return readMoreTls();
     for (int reads = 0; !waitingToRead && !closing && !closed; ++reads) {
-      if (slots.size() >= RespServer::kMaxInFlight || out.size() - outSent >= RespServer::kMaxOutputBytes) return;
+      if (backlogged()) return;
       if (reads == kReadsPerTurn) {
         waitingToRead = true;
         tasks.add(kj::evalLater([self = shared_from_this()]() {
@@ -202,7 +207,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
   void readMoreTls() {
     if (waitingToRead || closing || closed) return;
-    if (slots.size() >= RespServer::kMaxInFlight || out.size() - outSent >= RespServer::kMaxOutputBytes) return;
+    if (backlogged()) return;
     waitingToRead = true;
     auto self = shared_from_this();
     tasks.add(canceler.wrap(stream->tryRead(buf, 1, sizeof buf))
